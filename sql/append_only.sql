@@ -1,0 +1,156 @@
+-- ledger.events is append-only for every role: the superuser, an ordinary
+-- role, and under session_replication_role = replica.
+\set VERBOSITY default
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
+CREATE EXTENSION ledger_cqrs;
+DROP ROLE IF EXISTS regress_ledger_app;
+DROP ROLE IF EXISTS regress_ledger_nobody;
+RESET client_min_messages;
+
+SELECT ledger.append('s', 'Created', '{"n": 1}');
+SELECT ledger.append('s', 'Changed', '{"n": 2}');
+CREATE TEMP TABLE before AS SELECT * FROM ledger.events;
+GRANT SELECT ON before TO PUBLIC;
+CREATE TEMP VIEW unchanged AS
+SELECT (SELECT count(*) FROM ledger.events) = (SELECT count(*) FROM before)
+   AND NOT EXISTS (SELECT * FROM ledger.events EXCEPT SELECT * FROM before) AS unchanged;
+
+-- as superuser (the owner)
+UPDATE ledger.events SET data = '{"n": 99}' WHERE position = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE ledger.events SET data = data WHERE false;
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM ledger.events WHERE position = 2;
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE ledger.events CASCADE;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO ledger.events VALUES (100, 's', 3, 'Forged', '{}', '{}', now(), '1');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO ledger.events SELECT * FROM ledger.events WHERE false;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO ledger.events SELECT position + 100, stream, version + 2, type, data,
+       metadata, recorded_at, tx_order FROM ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+COPY ledger.events FROM stdin;
+101	s	3	Forged	{}	{}	2026-01-01 00:00:00+00	1
+\.
+\echo :LAST_ERROR_SQLSTATE
+MERGE INTO ledger.events e USING (SELECT 1 AS position) s ON e.position = s.position
+  WHEN MATCHED THEN UPDATE SET type = 'Forged';
+\echo :LAST_ERROR_SQLSTATE
+MERGE INTO ledger.events e USING (SELECT 1 AS position) s ON e.position = s.position
+  WHEN MATCHED THEN DELETE;
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM unchanged;
+
+-- the restore switch is for superusers only, and never allows UPDATE/DELETE
+SET ledger_cqrs.restoring = on;
+UPDATE ledger.events SET type = 'Forged';
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+-- it does let a superuser load rows, as pg_restore does; they get this
+-- database's tx_order, not the one in the dump
+BEGIN;
+COPY ledger.events FROM stdin;
+101	restored	1	Restored	{}	{}	2026-01-01 00:00:00+00	1
+\.
+SELECT stream, tx_order = pg_current_xact_id() AS restamped FROM ledger.events WHERE position = 101;
+ROLLBACK;
+RESET ledger_cqrs.restoring;
+SELECT * FROM unchanged;
+
+-- under the replica role, where ordinary triggers do not fire
+SET session_replication_role = replica;
+UPDATE ledger.events SET data = '{}';
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO ledger.events VALUES (100, 's', 3, 'Forged', '{}', '{}', now(), '1');
+\echo :LAST_ERROR_SQLSTATE
+COPY ledger.events FROM stdin;
+101	s	3	Forged	{}	{}	2026-01-01 00:00:00+00	1
+\.
+\echo :LAST_ERROR_SQLSTATE
+RESET session_replication_role;
+SELECT * FROM unchanged;
+
+-- the guard triggers are ENABLE ALWAYS
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
+
+-- nobody but the owner holds INSERT, UPDATE, DELETE or TRUNCATE on the log
+SELECT grantee, privilege_type FROM information_schema.role_table_grants
+ WHERE table_schema = 'ledger' AND table_name = 'events'
+   AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+   AND grantee <> (SELECT rolname FROM pg_roles r JOIN pg_class c ON c.relowner = r.oid
+                    WHERE c.oid = 'ledger.events'::regclass);
+-- EXECUTE on the functions is not granted to PUBLIC
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute,
+       p.prosecdef AS security_definer, p.proconfig
+  FROM pg_proc p WHERE p.pronamespace = 'ledger'::regnamespace
+   AND p.proname IN ('append', 'append_events', 'stream_version', 'read_stream', 'read_all')
+ ORDER BY p.proname;
+
+-- an ordinary role that may append and read through the functions only
+CREATE ROLE regress_ledger_app LOGIN;
+CREATE ROLE regress_ledger_nobody LOGIN;
+GRANT USAGE ON SCHEMA ledger TO regress_ledger_app, regress_ledger_nobody;
+GRANT SELECT ON ledger.events TO regress_ledger_app;
+GRANT EXECUTE ON FUNCTION ledger.append(text, text, jsonb, bigint, jsonb),
+                          ledger.append_events(text, jsonb, bigint),
+                          ledger.stream_version(text),
+                          ledger.read_stream(text, bigint, integer),
+                          ledger.read_all(bigint, integer) TO regress_ledger_app;
+
+SET ROLE regress_ledger_app;
+SELECT ledger.append('s', 'ByApp', '{}', 2);
+SELECT count(*) FROM ledger.events;
+UPDATE ledger.events SET data = '{}';
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO ledger.events VALUES (100, 's', 4, 'Forged', '{}', '{}', now(), '1');
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events DISABLE TRIGGER events_append_only_row;
+\echo :LAST_ERROR_SQLSTATE
+SET session_replication_role = replica;
+\echo :LAST_ERROR_SQLSTATE
+SET ledger_cqrs.restoring = on;
+\echo :LAST_ERROR_SQLSTATE
+SELECT nextval('ledger.events_position_seq');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- a role without grants can neither append nor read
+SET ROLE regress_ledger_nobody;
+SELECT ledger.append('s', 'ByNobody', '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM ledger.read_all();
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+SELECT position, stream, version, type FROM ledger.events ORDER BY position;
+
+REVOKE ALL ON SCHEMA ledger FROM regress_ledger_app, regress_ledger_nobody;
+REVOKE ALL ON ledger.events FROM regress_ledger_app;
+REVOKE ALL ON FUNCTION ledger.append(text, text, jsonb, bigint, jsonb),
+                       ledger.append_events(text, jsonb, bigint),
+                       ledger.stream_version(text),
+                       ledger.read_stream(text, bigint, integer),
+                       ledger.read_all(bigint, integer) FROM regress_ledger_app;
+DROP ROLE regress_ledger_app;
+DROP ROLE regress_ledger_nobody;

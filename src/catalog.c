@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  The extension's relations as the C code sees them: their OIDs, looked
+ *	  up by name once and forgotten on relcache invalidation, and a direct
+ *	  heap-plus-indexes insert that the hot paths use instead of the
+ *	  executor.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "executor/executor.h"
+#include "nodes/execnodes.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "ledger_cqrs.h"
+
+static LedgerCatalog cat;
+static bool cat_valid = false;
+
+/*
+ * Per-heap cache of the IndexInfo of every index, so an insert does not
+ * rebuild them.  Small and flat: the extension inserts into a handful of
+ * tables.
+ */
+typedef struct IndexCacheEntry
+{
+	Oid			heap;
+	int			nindexes;
+	Oid		   *indexes;
+	IndexInfo **infos;
+	bool		simple;			/* no expressions, predicates or exclusion */
+} IndexCacheEntry;
+
+#define INDEX_CACHE_SIZE 32
+static IndexCacheEntry index_cache[INDEX_CACHE_SIZE];
+static int	index_cache_used = 0;
+static MemoryContext index_cache_cxt = NULL;
+
+static void
+reset_index_cache(void)
+{
+	index_cache_used = 0;
+	if (index_cache_cxt)
+		MemoryContextReset(index_cache_cxt);
+}
+
+/*
+ * catalog_inval_callback -- forget cached OIDs and index descriptions when
+ * any relation we depend on changes (DROP EXTENSION, CREATE INDEX, ...).
+ */
+static void
+catalog_inval_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid || relid == cat.events || relid == cat.events_seq ||
+		relid == cat.events_pkey || relid == cat.events_stream_idx ||
+		relid == cat.events_order_idx)
+		cat_valid = false;
+
+	if (relid == InvalidOid)
+	{
+		reset_index_cache();
+		return;
+	}
+	for (i = 0; i < index_cache_used; i++)
+	{
+		IndexCacheEntry *e = &index_cache[i];
+		int			j;
+		bool		hit = (e->heap == relid);
+
+		for (j = 0; !hit && j < e->nindexes; j++)
+			hit = (e->indexes[j] == relid);
+		if (hit)
+		{
+			reset_index_cache();
+			return;
+		}
+	}
+}
+
+void
+ledger_catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(catalog_inval_callback, (Datum) 0);
+}
+
+static Oid
+lookup_rel(const char *name, Oid schema)
+{
+	Oid			relid = get_relname_relid(name, schema);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"ledger.%s\" does not exist", name),
+				 errhint("Is the extension ledger_cqrs installed in this database?")));
+	return relid;
+}
+
+/*
+ * ledger_catalog -- the OIDs of the extension's relations in this database.
+ */
+const LedgerCatalog *
+ledger_catalog(void)
+{
+	if (!cat_valid)
+	{
+		Oid			schema = get_namespace_oid("ledger", true);
+
+		if (!OidIsValid(schema))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("schema \"ledger\" does not exist"),
+					 errhint("Run CREATE EXTENSION ledger_cqrs first.")));
+		cat.schema = schema;
+		cat.events = lookup_rel("events", schema);
+		cat.events_pkey = lookup_rel("events_pkey", schema);
+		cat.events_stream_idx = lookup_rel("events_stream_version_key", schema);
+		cat.events_order_idx = lookup_rel("events_tx_order_idx", schema);
+		cat.events_seq = lookup_rel("events_position_seq", schema);
+		cat_valid = true;
+	}
+	return &cat;
+}
+
+static IndexCacheEntry *
+index_cache_lookup(Relation heap)
+{
+	Oid			relid = RelationGetRelid(heap);
+	IndexCacheEntry *e;
+	List	   *indexoids;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < index_cache_used; i++)
+		if (index_cache[i].heap == relid)
+			return &index_cache[i];
+
+	if (index_cache_cxt == NULL)
+		index_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+												"ledger_cqrs index cache",
+												ALLOCSET_SMALL_SIZES);
+	if (index_cache_used == INDEX_CACHE_SIZE)
+		reset_index_cache();
+
+	indexoids = RelationGetIndexList(heap);
+	old = MemoryContextSwitchTo(index_cache_cxt);
+	e = &index_cache[index_cache_used];
+	e->heap = relid;
+	e->nindexes = list_length(indexoids);
+	e->indexes = palloc(sizeof(Oid) * Max(e->nindexes, 1));
+	e->infos = palloc(sizeof(IndexInfo *) * Max(e->nindexes, 1));
+	e->simple = true;
+	i = 0;
+	foreach(lc, indexoids)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		IndexInfo  *ii = BuildIndexInfo(idx);
+
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL)
+			e->simple = false;
+		if (ii->ii_ExclusionOps != NULL)
+			elog(ERROR, "exclusion constraints on \"%s\" are not supported",
+				 RelationGetRelationName(heap));
+		e->indexes[i] = lfirst_oid(lc);
+		e->infos[i] = ii;
+		index_close(idx, AccessShareLock);
+		i++;
+	}
+	MemoryContextSwitchTo(old);
+	list_free(indexoids);
+	index_cache_used++;
+	return e;
+}
+
+/*
+ * ledger_insert_tuple -- insert a heap tuple and its index entries.
+ *
+ * This is what ExecInsert does minus the executor: no triggers, no
+ * constraint checks, no RLS.  Callers validate beforehand; the append-only
+ * triggers on ledger.events exist precisely to refuse every other path.
+ * Unique indexes are checked immediately, waiting on in-progress inserters
+ * as the executor would.  The caller holds RowExclusiveLock on rel.
+ */
+void
+ledger_insert_tuple(Relation rel, HeapTuple tuple)
+{
+	IndexCacheEntry *e = index_cache_lookup(rel);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	EState	   *estate = NULL;
+	TupleTableSlot *slot = NULL;
+	int			i;
+
+	simple_heap_insert(rel, tuple);
+
+	if (!e->simple)
+	{
+		estate = CreateExecutorState();
+		slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(tuple, slot, false);
+		GetPerTupleExprContext(estate)->ecxt_scantuple = slot;
+	}
+
+	for (i = 0; i < e->nindexes; i++)
+	{
+		IndexInfo  *ii = e->infos[i];
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+		Relation	idx = index_open(e->indexes[i], RowExclusiveLock);
+
+		if (e->simple)
+		{
+			int			k;
+
+			for (k = 0; k < ii->ii_NumIndexAttrs; k++)
+				values[k] = heap_getattr(tuple, ii->ii_IndexAttrNumbers[k],
+										 tupdesc, &isnull[k]);
+		}
+		else
+		{
+			/* expression states live in this call's estate only */
+			ii->ii_ExpressionsState = NIL;
+			ii->ii_PredicateState = NULL;
+			if (ii->ii_Predicate != NIL)
+			{
+				ExprState  *pred = ExecPrepareQual(ii->ii_Predicate, estate);
+
+				if (!ExecQual(pred, GetPerTupleExprContext(estate)))
+				{
+					index_close(idx, NoLock);
+					continue;
+				}
+			}
+			FormIndexDatum(ii, slot, estate, values, isnull);
+		}
+
+		index_insert(idx, values, isnull, &tuple->t_self, rel,
+					 ii->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 false, ii);
+		index_close(idx, NoLock);
+	}
+
+	if (estate)
+	{
+		ExecDropSingleTupleTableSlot(slot);
+		FreeExecutorState(estate);
+	}
+}

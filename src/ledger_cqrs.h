@@ -1,0 +1,88 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger_cqrs.h
+ *	  Shared declarations of the ledger_cqrs extension: the cached catalog
+ *	  of the extension's relations, the event log's column layout and the
+ *	  append path used by every command.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEDGER_CQRS_H
+#define LEDGER_CQRS_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/transam.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
+
+/* Columns of ledger.events, in table order. */
+#define Anum_events_position	1
+#define Anum_events_stream		2
+#define Anum_events_version		3
+#define Anum_events_type		4
+#define Anum_events_data		5
+#define Anum_events_metadata	6
+#define Anum_events_recorded_at 7
+#define Anum_events_tx_order	8
+#define Natts_events			8
+
+/* Longest stream or event type name, in bytes. */
+#define LEDGER_MAX_NAME_BYTES	255
+
+/*
+ * field4 of the advisory lock tags the extension takes.  Ordinary advisory
+ * locks use 1 (one int8 key) and 2 (two int4 keys), so these never collide
+ * with an application's pg_advisory_lock() calls.
+ */
+#define LEDGER_LOCK_STREAM		0x4C01
+
+/* OIDs of the extension's relations, looked up once per backend. */
+typedef struct LedgerCatalog
+{
+	Oid			schema;
+	Oid			events;
+	Oid			events_pkey;		/* (position) */
+	Oid			events_stream_idx;	/* (stream, version) */
+	Oid			events_order_idx;	/* (tx_order, position) */
+	Oid			events_seq;
+} LedgerCatalog;
+
+/* catalog.c */
+extern const LedgerCatalog *ledger_catalog(void);
+extern void ledger_catalog_init(void);
+extern void ledger_insert_tuple(Relation rel, HeapTuple tuple);
+
+/* ledger_cqrs.c */
+extern bool ledger_restoring;
+
+/* eventlog.c */
+typedef struct LedgerNewEvent
+{
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;
+} LedgerNewEvent;
+
+typedef struct LedgerStreamHead
+{
+	int64		version;		/* 0 when the stream has no events */
+	FullTransactionId tx_order; /* of the last event, if any */
+} LedgerStreamHead;
+
+extern void ledger_check_name(text *name, const char *what);
+extern void ledger_lock_stream(text *stream);
+extern LedgerStreamHead ledger_stream_head(Relation events, text *stream,
+										   Snapshot snapshot);
+extern FullTransactionId ledger_next_tx_order(LedgerStreamHead head);
+extern int64 ledger_append_to_stream(text *stream, int64 expected_version,
+									 LedgerNewEvent *events, int nevents,
+									 int64 *last_position);
+
+#define LEDGER_ANY_VERSION	(-1)
+
+#endif							/* LEDGER_CQRS_H */
