@@ -5,10 +5,10 @@ DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
 
--- an empty log
-SELECT count(*) FROM ledger.events;
+-- a fresh log holds only the registrations of the common currencies
+SELECT position, stream, version, type, data, metadata FROM ledger.events ORDER BY position;
 SELECT ledger.stream_version('account:alice');
-SELECT * FROM ledger.read_all();
+SELECT position, stream FROM ledger.read_all();
 SELECT * FROM ledger.read_stream('account:alice');
 
 -- append returns the stream's new version; versions are 1-based and gapless
@@ -22,7 +22,7 @@ SELECT ledger.stream_version('account:alice'), ledger.stream_version('account:bo
 -- metadata defaults to {} and is never NULL
 SELECT ledger.append('account:bob', 'Renamed', '{"to": "Robert"}', 1, NULL);
 SELECT position, stream, version, type, data, metadata
-  FROM ledger.events ORDER BY position;
+  FROM ledger.events WHERE position > 9 ORDER BY position;
 SELECT count(*) FILTER (WHERE metadata IS NULL) AS null_metadata,
        count(*) FILTER (WHERE recorded_at IS NULL) AS null_time,
        bool_and(recorded_at <= clock_timestamp()) AS times_ok
@@ -32,7 +32,7 @@ SELECT count(*) FILTER (WHERE metadata IS NULL) AS null_metadata,
 SELECT bool_and(position = rn) AS positions_dense
   FROM (SELECT position, row_number() OVER (ORDER BY position) AS rn FROM ledger.events) s;
 SELECT stream, array_agg(version ORDER BY version) AS versions
-  FROM ledger.events GROUP BY stream ORDER BY stream;
+  FROM ledger.events WHERE position > 9 GROUP BY stream ORDER BY stream;
 
 -- append_events: all in order, atomically; returns the last version
 SELECT ledger.append_events('order:1', '[
@@ -54,11 +54,12 @@ SELECT (r).stream, (r).version FROM (SELECT ledger.read_stream('account:bob') AS
 
 -- read_all: everything committed, here in position order (one transaction
 -- per append); the cursor is the position of the last event received
-SELECT position, stream, version FROM ledger.read_all();
+SELECT position, stream, version FROM ledger.read_all(9);
 SELECT position, stream, version FROM ledger.read_all(0, 3);
-SELECT position, stream, version FROM ledger.read_all(3, 3);
-SELECT position, stream, version FROM ledger.read_all(6, 3);
-SELECT position FROM ledger.read_all(9);
+SELECT position, stream, version FROM ledger.read_all(9, 3);
+SELECT position, stream, version FROM ledger.read_all(12, 3);
+SELECT position, stream, version FROM ledger.read_all(15, 3);
+SELECT position FROM ledger.read_all(18);
 SELECT count(*) FROM ledger.read_all(0, NULL);
 
 -- paging with the cursor visits every event exactly once
@@ -109,6 +110,15 @@ ROLLBACK TO SAVEPOINT s1;
 SELECT ledger.append('sp', 'C', '{}');
 COMMIT;
 SELECT version, type FROM ledger.read_stream('sp');
+
+-- event types of the ledger commands are reserved: appending them directly
+-- would forge postings the read models never saw
+SELECT ledger.append('transfer:t-1', 'TransferPosted', '{"legs": []}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.append_events('account:x', '[{"type": "AccountOpened"}]');
+\echo :LAST_ERROR_SQLSTATE
+-- other events in those streams are fine
+SELECT ledger.append('account:alice', 'EmailChanged', '{"email": "a@example.com"}');
 
 -- within a stream, read_all keeps version order
 SELECT stream, bool_and(ok) AS in_version_order FROM (

@@ -101,3 +101,185 @@ REVOKE ALL ON FUNCTION ledger.read_all(bigint, integer) FROM PUBLIC;
 -- The log is the one thing a dump must carry.
 SELECT pg_catalog.pg_extension_config_dump('ledger.events', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.events_position_seq', '');
+
+------------------------------------------------------------------------------
+-- 2. The ledger domain: read models kept by the commands, in C
+------------------------------------------------------------------------------
+
+-- Registered currencies, from CurrencyRegistered events.
+CREATE TABLE ledger.currencies (
+    code          text        NOT NULL PRIMARY KEY,
+    scale         integer     NOT NULL,
+    registered_at timestamptz NOT NULL,
+    position      bigint      NOT NULL
+);
+
+-- From AccountOpened / AccountClosed events.
+CREATE TABLE ledger.accounts (
+    account   text        NOT NULL PRIMARY KEY,
+    flags     text[]      NOT NULL,
+    status    text        NOT NULL,
+    opened_at timestamptz NOT NULL,
+    closed_at timestamptz,
+    metadata  jsonb       NOT NULL
+);
+
+-- One row per account and currency with postings; updated in place (HOT:
+-- no indexed column changes) under the (account, currency) balance lock.
+CREATE TABLE ledger.balances (
+    account        text    NOT NULL,
+    currency       text    NOT NULL,
+    debits_posted  numeric NOT NULL,
+    credits_posted numeric NOT NULL,
+    balance        numeric NOT NULL,
+    postings       bigint  NOT NULL,
+    last_position  bigint  NOT NULL,
+    PRIMARY KEY (account, currency)
+) WITH (fillfactor = 70);
+
+-- One row per leg, with the account's running balance in that currency.
+CREATE TABLE ledger.account_entries (
+    account       text    NOT NULL,
+    currency      text    NOT NULL,
+    position      bigint  NOT NULL,
+    transfer_id   text    NOT NULL,
+    side          text    NOT NULL,
+    amount        numeric NOT NULL,
+    balance_after numeric NOT NULL,
+    PRIMARY KEY (account, currency, position)
+);
+
+-- The trial balance, derived from the balances rather than kept as one row
+-- per currency that every transfer would have to update.
+CREATE VIEW ledger.currency_totals AS
+SELECT b.currency,
+       pg_catalog.sum(b.debits_posted)  AS debits,
+       pg_catalog.sum(b.credits_posted) AS credits
+  FROM ledger.balances b
+ GROUP BY b.currency;
+
+REVOKE ALL ON ledger.currencies, ledger.accounts, ledger.balances,
+              ledger.account_entries, ledger.currency_totals FROM PUBLIC;
+
+-- Read models refuse every write that is not the extension's own.
+CREATE FUNCTION ledger.read_model_guard() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_read_model_guard';
+REVOKE ALL ON FUNCTION ledger.read_model_guard() FROM PUBLIC;
+
+DO $guard$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['currencies', 'accounts', 'balances', 'account_entries'] LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON ledger.%I
+               FOR EACH STATEMENT EXECUTE FUNCTION ledger.read_model_guard()',
+            t || '_read_only', t);
+        EXECUTE pg_catalog.format('ALTER TABLE ledger.%I ENABLE ALWAYS TRIGGER %I',
+                                  t, t || '_read_only');
+    END LOOP;
+END
+$guard$;
+
+------------------------------------------------------------------------------
+-- Commands
+------------------------------------------------------------------------------
+
+CREATE FUNCTION ledger.register_currency(code text, scale integer)
+    RETURNS void
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_register_currency';
+
+CREATE FUNCTION ledger.open_account(account text, flags text[] DEFAULT '{}',
+                                    metadata jsonb DEFAULT '{}')
+    RETURNS void
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_open_account';
+
+CREATE FUNCTION ledger.close_account(account text)
+    RETURNS void
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_close_account';
+
+CREATE FUNCTION ledger.transfer(transfer_id text, debit_account text,
+                                credit_account text, amount numeric,
+                                currency text, metadata jsonb DEFAULT '{}')
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_transfer';
+
+CREATE FUNCTION ledger.post_entry(transfer_id text, legs jsonb,
+                                  metadata jsonb DEFAULT '{}')
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_post_entry';
+
+REVOKE ALL ON FUNCTION ledger.register_currency(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.open_account(text, text[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.close_account(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.transfer(text, text, text, numeric, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.post_entry(text, jsonb, jsonb) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- 3. Projections: the registry and the built-in read models
+------------------------------------------------------------------------------
+
+CREATE TABLE ledger.projections (
+    name        text        NOT NULL PRIMARY KEY,
+    kind        text        NOT NULL CHECK (kind IN ('builtin', 'user')),
+    mode        text        NOT NULL CHECK (mode IN ('inline', 'async')),
+    state       text        NOT NULL
+                CHECK (state IN ('catching_up', 'live', 'rebuilding', 'failed')),
+    definition  text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_error  text
+);
+REVOKE ALL ON ledger.projections FROM PUBLIC;
+
+INSERT INTO ledger.projections (name, kind, mode, state) VALUES
+    ('ledger.currencies',      'builtin', 'inline', 'live'),
+    ('ledger.accounts',        'builtin', 'inline', 'live'),
+    ('ledger.balances',        'builtin', 'inline', 'live'),
+    ('ledger.account_entries', 'builtin', 'inline', 'live'),
+    ('ledger.currency_totals', 'builtin', 'inline', 'live');
+
+-- Built-in read models are maintained in the appending transaction, so they
+-- are always at the head of the log and never lag.
+CREATE VIEW ledger.projection_status AS
+SELECT p.name, p.kind, p.mode, p.state,
+       (SELECT pg_catalog.max(e.position) FROM ledger.events e) AS checkpoint,
+       0::bigint AS lag_events,
+       p.last_error
+  FROM ledger.projections p;
+REVOKE ALL ON ledger.projection_status FROM PUBLIC;
+
+CREATE FUNCTION ledger.verify_projection(name text)
+    RETURNS boolean
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_verify_projection';
+
+CREATE FUNCTION ledger.rebuild_projection(name text)
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_rebuild_projection';
+
+REVOKE ALL ON FUNCTION ledger.verify_projection(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.rebuild_projection(text) FROM PUBLIC;
+
+-- Common ISO 4217 currencies, registered through the command so that the
+-- log holds their CurrencyRegistered events.
+SELECT ledger.register_currency(c.code, c.scale)
+  FROM (VALUES ('USD', 2), ('EUR', 2), ('GBP', 2), ('JPY', 0), ('CHF', 2),
+               ('CNY', 2), ('INR', 2), ('BHD', 3), ('KWD', 3)) AS c(code, scale);
+
+SELECT pg_catalog.pg_extension_config_dump('ledger.currencies', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.balances', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.account_entries', '');

@@ -12,6 +12,8 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
@@ -19,6 +21,7 @@
 #include "nodes/execnodes.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -65,7 +68,11 @@ catalog_inval_callback(Datum arg, Oid relid)
 
 	if (relid == InvalidOid || relid == cat.events || relid == cat.events_seq ||
 		relid == cat.events_pkey || relid == cat.events_stream_idx ||
-		relid == cat.events_order_idx)
+		relid == cat.events_order_idx || relid == cat.currencies ||
+		relid == cat.currencies_pkey || relid == cat.accounts ||
+		relid == cat.accounts_pkey || relid == cat.balances ||
+		relid == cat.balances_pkey || relid == cat.account_entries ||
+		relid == cat.projections)
 		cat_valid = false;
 
 	if (relid == InvalidOid)
@@ -129,10 +136,20 @@ ledger_catalog(void)
 		cat.events_stream_idx = lookup_rel("events_stream_version_key", schema);
 		cat.events_order_idx = lookup_rel("events_tx_order_idx", schema);
 		cat.events_seq = lookup_rel("events_position_seq", schema);
+		cat.currencies = lookup_rel("currencies", schema);
+		cat.currencies_pkey = lookup_rel("currencies_pkey", schema);
+		cat.accounts = lookup_rel("accounts", schema);
+		cat.accounts_pkey = lookup_rel("accounts_pkey", schema);
+		cat.balances = lookup_rel("balances", schema);
+		cat.balances_pkey = lookup_rel("balances_pkey", schema);
+		cat.account_entries = lookup_rel("account_entries", schema);
+		cat.projections = lookup_rel("projections", schema);
 		cat_valid = true;
 	}
 	return &cat;
 }
+
+static void insert_index_entries(Relation rel, HeapTuple tuple);
 
 static IndexCacheEntry *
 index_cache_lookup(Relation heap)
@@ -197,13 +214,84 @@ index_cache_lookup(Relation heap)
 void
 ledger_insert_tuple(Relation rel, HeapTuple tuple)
 {
+	simple_heap_insert(rel, tuple);
+	insert_index_entries(rel, tuple);
+}
+
+/*
+ * ledger_update_tuple -- replace the row at otid, which the caller has made
+ * sure nobody else updates concurrently (it holds the row's advisory lock),
+ * and add index entries unless the update was HOT.
+ */
+void
+ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple)
+{
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
+
+	simple_heap_update(rel, otid, tuple, &update_indexes);
+	if (update_indexes != TU_None)
+		insert_index_entries(rel, tuple);
+#else
+	simple_heap_update(rel, otid, tuple);
+	if (!HeapTupleIsHeapOnly(tuple))
+		insert_index_entries(rel, tuple);
+#endif
+}
+
+/*
+ * ledger_fetch_by_text_key -- fetch the row whose leading index columns
+ * equal keys (all text), as seen by snapshot.  Returns false if none.
+ */
+bool
+ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys, text **keys,
+						 Snapshot snapshot, TupleTableSlot *slot)
+{
+	Relation	idx = index_open(indexoid, AccessShareLock);
+	ScanKeyData skeys[INDEX_MAX_KEYS];
+	IndexScanDesc scan;
+	bool		found;
+	int			i;
+
+	for (i = 0; i < nkeys; i++)
+		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber,
+							   InvalidOid, idx->rd_indcollation[i], F_TEXTEQ,
+							   PointerGetDatum(keys[i]));
+	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	return found;
+}
+
+/*
+ * ledger_prefixed_name -- prefix || name, e.g. the stream "account:" || id.
+ */
+text *
+ledger_prefixed_name(const char *prefix, text *name)
+{
+	int			plen = strlen(prefix);
+	int			nlen = VARSIZE_ANY_EXHDR(name);
+	text	   *result = palloc(VARHDRSZ + plen + nlen);
+
+	SET_VARSIZE(result, VARHDRSZ + plen + nlen);
+	memcpy(VARDATA(result), prefix, plen);
+	memcpy(VARDATA(result) + plen, VARDATA_ANY(name), nlen);
+	return result;
+}
+
+/*
+ * insert_index_entries -- index entries for a heap tuple already stored.
+ */
+static void
+insert_index_entries(Relation rel, HeapTuple tuple)
+{
 	IndexCacheEntry *e = index_cache_lookup(rel);
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	EState	   *estate = NULL;
 	TupleTableSlot *slot = NULL;
 	int			i;
-
-	simple_heap_insert(rel, tuple);
 
 	if (!e->simple)
 	{

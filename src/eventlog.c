@@ -54,6 +54,7 @@
 #include "utils/xid8.h"
 
 #include "ledger_cqrs.h"
+#include "ledger.h"
 
 PG_FUNCTION_INFO_V1(ledger_append);
 PG_FUNCTION_INFO_V1(ledger_append_events);
@@ -147,15 +148,15 @@ ledger_next_tx_order(LedgerStreamHead head)
  * ledger_append_to_stream -- append nevents events to stream atomically.
  *
  * expected_version is LEDGER_ANY_VERSION, 0 (stream must not exist) or the
- * exact current version.  Returns the stream's new version; *last_position
- * (if not NULL) receives the position of the last appended event.  The
- * caller has validated every argument.
+ * exact current version.  Returns the stream's new version, the position of
+ * the last appended event and the append time.  The caller has validated
+ * every argument.
  */
-int64
+LedgerAppended
 ledger_append_to_stream(text *stream, int64 expected_version,
-						LedgerNewEvent *events, int nevents,
-						int64 *last_position)
+						LedgerNewEvent *events, int nevents)
 {
+	LedgerAppended result;
 	const LedgerCatalog *c = ledger_catalog();
 	Relation	rel;
 	Snapshot	snapshot;
@@ -213,25 +214,10 @@ ledger_append_to_stream(text *stream, int64 expected_version,
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
 
-	if (last_position)
-		*last_position = position;
-	return head.version + nevents;
-}
-
-/* The empty object '{}', built once. */
-static Jsonb *
-empty_object(void)
-{
-	static Jsonb *empty = NULL;
-
-	if (empty == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-		MemoryContextSwitchTo(old);
-	}
-	return empty;
+	result.version = head.version + nevents;
+	result.position = position;
+	result.recorded_at = now;
+	return result;
 }
 
 static int64
@@ -248,6 +234,28 @@ get_expected_version(FunctionCallInfo fcinfo, int argno)
 				 errmsg("expected_version must not be negative"),
 				 errdetail("Got " INT64_FORMAT "; use NULL for any version, 0 for a new stream.", v)));
 	return v;
+}
+
+/*
+ * check_not_reserved -- the ledger's own event types enter the log only
+ * through its commands, which keep the read models in step.  Anything else
+ * appending them would forge postings the balances never saw.
+ */
+static void
+check_not_reserved(text *type)
+{
+	static const char *const reserved[] = {
+		"CurrencyRegistered", "AccountOpened", "AccountClosed", "TransferPosted"
+	};
+	size_t		i;
+
+	for (i = 0; i < lengthof(reserved); i++)
+		if ((size_t) VARSIZE_ANY_EXHDR(type) == strlen(reserved[i]) &&
+			memcmp(VARDATA_ANY(type), reserved[i], strlen(reserved[i])) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event type \"%s\" is reserved for the ledger commands", reserved[i]),
+					 errhint("Use ledger.register_currency, open_account, close_account, transfer or post_entry.")));
 }
 
 static text *
@@ -275,6 +283,7 @@ ledger_append(PG_FUNCTION_ARGS)
 	int64		expected;
 
 	ev.type = get_name_arg(fcinfo, 1, "event type");
+	check_not_reserved(ev.type);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -282,9 +291,9 @@ ledger_append(PG_FUNCTION_ARGS)
 				 errhint("Use '{}' for an event without a body.")));
 	ev.data = PG_GETARG_JSONB_P(2);
 	expected = get_expected_version(fcinfo, 3);
-	ev.metadata = PG_ARGISNULL(4) ? empty_object() : PG_GETARG_JSONB_P(4);
+	ev.metadata = PG_ARGISNULL(4) ? ledger_empty_object() : PG_GETARG_JSONB_P(4);
 
-	PG_RETURN_INT64(ledger_append_to_stream(stream, expected, &ev, 1, NULL));
+	PG_RETURN_INT64(ledger_append_to_stream(stream, expected, &ev, 1).version);
 }
 
 /*
@@ -350,12 +359,13 @@ ledger_append_events(PG_FUNCTION_ARGS)
 					 errmsg("events[%d] needs a \"type\" that is a JSON string", i)));
 		events[i].type = cstring_to_text_with_len(v->val.string.val, v->val.string.len);
 		ledger_check_name(events[i].type, "event type");
+		check_not_reserved(events[i].type);
 
 		v = jsonb_member(obj, "data");
-		events[i].data = (v == NULL) ? empty_object() : JsonbValueToJsonb(v);
+		events[i].data = (v == NULL) ? ledger_empty_object() : JsonbValueToJsonb(v);
 		v = jsonb_member(obj, "metadata");
-		events[i].metadata = (v == NULL || v->type == jbvNull) ? empty_object() : JsonbValueToJsonb(v);
+		events[i].metadata = (v == NULL || v->type == jbvNull) ? ledger_empty_object() : JsonbValueToJsonb(v);
 	}
 
-	PG_RETURN_INT64(ledger_append_to_stream(stream, expected, events, n, NULL));
+	PG_RETURN_INT64(ledger_append_to_stream(stream, expected, events, n).version);
 }

@@ -11,10 +11,12 @@
 #include "utils/guc.h"
 
 #include "ledger_cqrs.h"
+#include "ledger.h"
 
 PG_MODULE_MAGIC;
 
 bool		ledger_restoring = false;
+int			ledger_maintenance_depth = 0;
 
 void		_PG_init(void);
 
@@ -37,4 +39,5 @@ _PG_init(void)
 #endif
 
 	ledger_catalog_init();
+	ledger_posting_init();
 }

@@ -19,6 +19,8 @@
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
+#include "executor/tuptable.h"
+#include "storage/itemptr.h"
 
 /* Columns of ledger.events, in table order. */
 #define Anum_events_position	1
@@ -40,6 +42,7 @@
  * with an application's pg_advisory_lock() calls.
  */
 #define LEDGER_LOCK_STREAM		0x4C01
+#define LEDGER_LOCK_BALANCE		0x4C02
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog
@@ -50,15 +53,29 @@ typedef struct LedgerCatalog
 	Oid			events_stream_idx;	/* (stream, version) */
 	Oid			events_order_idx;	/* (tx_order, position) */
 	Oid			events_seq;
+	Oid			currencies;
+	Oid			currencies_pkey;
+	Oid			accounts;
+	Oid			accounts_pkey;
+	Oid			balances;
+	Oid			balances_pkey;
+	Oid			account_entries;
+	Oid			projections;
 } LedgerCatalog;
 
 /* catalog.c */
 extern const LedgerCatalog *ledger_catalog(void);
 extern void ledger_catalog_init(void);
 extern void ledger_insert_tuple(Relation rel, HeapTuple tuple);
+extern void ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple);
+extern bool ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys,
+									 text **keys, Snapshot snapshot,
+									 TupleTableSlot *slot);
+extern text *ledger_prefixed_name(const char *prefix, text *name);
 
 /* ledger_cqrs.c */
 extern bool ledger_restoring;
+extern int	ledger_maintenance_depth;
 
 /* eventlog.c */
 typedef struct LedgerNewEvent
@@ -79,9 +96,16 @@ extern void ledger_lock_stream(text *stream);
 extern LedgerStreamHead ledger_stream_head(Relation events, text *stream,
 										   Snapshot snapshot);
 extern FullTransactionId ledger_next_tx_order(LedgerStreamHead head);
-extern int64 ledger_append_to_stream(text *stream, int64 expected_version,
-									 LedgerNewEvent *events, int nevents,
-									 int64 *last_position);
+/* what an append did: the last event's position and the append time */
+typedef struct LedgerAppended
+{
+	int64		version;
+	int64		position;
+	TimestampTz recorded_at;
+} LedgerAppended;
+
+extern LedgerAppended ledger_append_to_stream(text *stream, int64 expected_version,
+											  LedgerNewEvent *events, int nevents);
 
 #define LEDGER_ANY_VERSION	(-1)
 

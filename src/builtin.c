@@ -1,0 +1,247 @@
+/*-------------------------------------------------------------------------
+ *
+ * builtin.c
+ *	  The built-in read models as projections: the guard that keeps every
+ *	  role from writing them, and their verify and rebuild paths.
+ *
+ * The commands maintain the read models incrementally (posting.c, ledger.c).
+ * Here each model is also defined as a plain recomputation from the log, in
+ * SQL, which is what verify compares against and what rebuild writes.  Both
+ * are off the hot path, so SPI is fine.
+ *
+ * A rebuild takes ShareLock on ledger.events, which waits for in-flight
+ * appends and holds new ones until it commits, then replaces the rows in
+ * one transaction: readers see the old complete table until the new one
+ * commits (MVCC), and commands never see a half-built model.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "ledger_cqrs.h"
+#include "builtin.h"
+
+PG_FUNCTION_INFO_V1(ledger_read_model_guard);
+
+/* The legs of every posting, one row per leg. */
+#define LEGS_SQL \
+	"SELECT l->>'account' AS account, l->>'currency' AS currency," \
+	" l->>'side' AS side, (l->>'amount')::pg_catalog.numeric AS amount," \
+	" e.position, e.data->>'transfer_id' AS transfer_id" \
+	" FROM ledger.events e, pg_catalog.jsonb_array_elements(e.data->'legs') l" \
+	" WHERE e.type OPERATOR(pg_catalog.=) 'TransferPosted'"
+
+typedef struct BuiltinModel
+{
+	const char *name;			/* as registered in ledger.projections */
+	const char *table;			/* NULL for a view */
+	const char *columns;
+	const char *keys;			/* to name differing rows */
+	const char *recompute;		/* SELECT columns, from the log */
+} BuiltinModel;
+
+static const BuiltinModel models[] = {
+	{
+		"ledger.currencies", "ledger.currencies",
+		"code, scale, registered_at, position", "code",
+		"SELECT data->>'code', (data->>'scale')::pg_catalog.int4, recorded_at, position"
+		" FROM ledger.events WHERE type OPERATOR(pg_catalog.=) 'CurrencyRegistered'"
+	},
+	{
+		"ledger.accounts", "ledger.accounts",
+		"account, flags, status, opened_at, closed_at, metadata", "account",
+		"SELECT o.data->>'account',"
+		" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(o.data->'flags')),"
+		" CASE WHEN c.position IS NULL THEN 'open' ELSE 'closed' END,"
+		" o.recorded_at, c.recorded_at, o.data->'metadata'"
+		" FROM ledger.events o LEFT JOIN ledger.events c"
+		" ON c.type OPERATOR(pg_catalog.=) 'AccountClosed'"
+		" AND (c.data->>'account') OPERATOR(pg_catalog.=) (o.data->>'account')"
+		" WHERE o.type OPERATOR(pg_catalog.=) 'AccountOpened'"
+	},
+	{
+		"ledger.balances", "ledger.balances",
+		"account, currency, debits_posted, credits_posted, balance, postings, last_position",
+		"account, currency",
+		"SELECT account, currency, d, c, c OPERATOR(pg_catalog.-) d, n, p FROM ("
+		" SELECT account, currency,"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'debit'), 0) AS d,"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'credit'), 0) AS c,"
+		" pg_catalog.count(*) AS n, pg_catalog.max(position) AS p"
+		" FROM (" LEGS_SQL ") legs GROUP BY account, currency) s"
+	},
+	{
+		"ledger.account_entries", "ledger.account_entries",
+		"account, currency, position, transfer_id, side, amount, balance_after",
+		"account, currency, position",
+		"SELECT account, currency, position, transfer_id, side, amount,"
+		" pg_catalog.sum(CASE side WHEN 'credit' THEN amount ELSE OPERATOR(pg_catalog.-) amount END)"
+		" OVER (PARTITION BY account, currency ORDER BY position)"
+		" FROM (" LEGS_SQL ") legs"
+	},
+	{
+		"ledger.currency_totals", NULL,
+		"currency, debits, credits", "currency",
+		"SELECT currency,"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'debit'), 0),"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'credit'), 0)"
+		" FROM (" LEGS_SQL ") legs GROUP BY currency"
+	},
+};
+
+/*
+ * ledger_read_model_guard -- statement trigger on every built-in read
+ * model: only the extension's own maintenance may write.
+ */
+Datum
+ledger_read_model_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "ledger_read_model_guard: not called by trigger manager");
+	if (ledger_maintenance_depth > 0)
+		return PointerGetDatum(NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s.%s is a read model maintained by ledger_cqrs; it cannot be changed directly",
+					get_namespace_name(RelationGetNamespace(td->tg_relation)),
+					RelationGetRelationName(td->tg_relation)),
+			 errhint("Change the ledger with its commands; repair a read model with ledger.rebuild_projection().")));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * ledger_builtin_lookup -- the built-in model called name ("ledger.balances"
+ * or "balances"), or NULL.
+ */
+const BuiltinModel *
+ledger_builtin_lookup(const char *name)
+{
+	size_t		i;
+
+	for (i = 0; i < lengthof(models); i++)
+		if (strcmp(models[i].name, name) == 0 ||
+			strcmp(models[i].name + strlen("ledger."), name) == 0)
+			return &models[i];
+	return NULL;
+}
+
+const char *
+ledger_builtin_name(const BuiltinModel *m)
+{
+	return m->name;
+}
+
+/* the recomputation, with the model's column names */
+static char *
+recompute_sql(const BuiltinModel *m)
+{
+	return psprintf("SELECT * FROM (%s) r(%s)", m->recompute, m->columns);
+}
+
+static int64
+spi_int8(const char *sql)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "query failed: %s", sql);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * ledger_builtin_verify -- compare a built-in model with its recomputation
+ * from the log (EXCEPT ALL, both ways).  Reports the first differing keys
+ * in a NOTICE and returns false when they differ.
+ */
+bool
+ledger_builtin_verify(const BuiltinModel *m)
+{
+	const char *live = m->table ? m->table : m->name;
+	char	   *diff;
+	bool		ok;
+
+	SPI_connect();
+	diff = psprintf("SELECT 'missing' AS problem, %s FROM ((%s) EXCEPT ALL SELECT %s FROM %s) a"
+					" UNION ALL "
+					"SELECT 'unexpected', %s FROM (SELECT %s FROM %s EXCEPT ALL (%s)) b"
+					" LIMIT 5",
+					m->keys, recompute_sql(m), m->columns, live,
+					m->keys, m->columns, live, recompute_sql(m));
+	if (SPI_execute(diff, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "verify query failed");
+	ok = (SPI_processed == 0);
+	if (!ok)
+	{
+		StringInfoData buf;
+		uint64		i;
+
+		initStringInfo(&buf);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			int			col;
+
+			appendStringInfo(&buf, "%s%s (", i > 0 ? "; " : "",
+							 SPI_getvalue(t, SPI_tuptable->tupdesc, 1));
+			for (col = 2; col <= SPI_tuptable->tupdesc->natts; col++)
+			{
+				char	   *v = SPI_getvalue(t, SPI_tuptable->tupdesc, col);
+
+				appendStringInfo(&buf, "%s%s=%s", col > 2 ? ", " : "",
+								 SPI_fname(SPI_tuptable->tupdesc, col), v ? v : "NULL");
+			}
+			appendStringInfoChar(&buf, ')');
+		}
+		ereport(NOTICE,
+				(errmsg("projection %s differs from the log", m->name),
+				 errdetail("First differing rows (missing = in the log but not in the table): %s.",
+						   buf.data)));
+	}
+	SPI_finish();
+	return ok;
+}
+
+/*
+ * ledger_builtin_rebuild -- recompute a built-in model from the log.
+ * Returns the number of events in the log it was rebuilt from.
+ */
+int64
+ledger_builtin_rebuild(const BuiltinModel *m)
+{
+	int64		nevents;
+
+	SPI_connect();
+	if (SPI_execute("LOCK TABLE ledger.events IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock ledger.events");
+	nevents = spi_int8("SELECT pg_catalog.count(*) FROM ledger.events");
+	if (m->table != NULL)
+	{
+		ledger_maintenance_depth++;
+		PG_TRY();
+		{
+			if (SPI_execute(psprintf("DELETE FROM %s", m->table), false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not clear %s", m->table);
+			if (SPI_execute(psprintf("INSERT INTO %s (%s) %s", m->table, m->columns, recompute_sql(m)),
+							false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not refill %s", m->table);
+		}
+		PG_FINALLY();
+		{
+			ledger_maintenance_depth--;
+		}
+		PG_END_TRY();
+	}
+	SPI_finish();
+	return nevents;
+}

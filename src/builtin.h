@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * builtin.h
+ *	  The built-in read models, seen as projections (verify, rebuild).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEDGER_BUILTIN_H
+#define LEDGER_BUILTIN_H
+
+typedef struct BuiltinModel BuiltinModel;
+
+extern const BuiltinModel *ledger_builtin_lookup(const char *name);
+extern const char *ledger_builtin_name(const BuiltinModel *m);
+extern bool ledger_builtin_verify(const BuiltinModel *m);
+extern int64 ledger_builtin_rebuild(const BuiltinModel *m);
+
+#endif							/* LEDGER_BUILTIN_H */

@@ -1,0 +1,855 @@
+/*-------------------------------------------------------------------------
+ *
+ * posting.c
+ *	  Postings: the shared core of ledger.transfer and ledger.post_entry.
+ *
+ * A posting appends one TransferPosted event and folds it into the read
+ * models ledger.balances and ledger.account_entries in the same transaction,
+ * without SPI: rows are found by index probes and written with direct heap
+ * and index calls.
+ *
+ * Locking, in this order, so that crossing transfers cannot deadlock:
+ *
+ *	1. RowExclusiveLock on ledger.events, before anything is read: a rebuild
+ *	   of the built-in read models takes ShareLock there and so never runs
+ *	   between our reads and our writes.
+ *	2. For each account that gets its first balance row in some currency, a
+ *	   ShareLock on the account's stream lock ("account:<id>").  close_account
+ *	   appends to that stream under ExclusiveLock, so an account cannot be
+ *	   closed while a posting opens a new currency on it.
+ *	3. An ExclusiveLock per (account, currency) balance, sorted by lock tag.
+ *	   This is the only lock two postings on the same account contend for;
+ *	   it guards the balance row (and its creation), so flags hold under any
+ *	   interleaving.  No tuple lock is taken: nothing else updates the row.
+ *	4. The stream lock of "transfer:<id>", taken by the append.
+ *
+ * The position is allocated only after step 3, so within one account and
+ * currency, positions increase in the order the balance lock was held: the
+ * running balance_after agrees with "balance as of position".
+ *
+ * Idempotency: transfer_id names the stream "transfer:<id>".  Its first event
+ * is compared with the request before any lock is taken (the retry path),
+ * and again under the stream lock, so two racing twins never both post.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "ledger_cqrs.h"
+#include "ledger.h"
+
+/* Columns of ledger.balances and ledger.account_entries. */
+#define Natts_balances			7
+#define Anum_balances_debits	3
+#define Anum_balances_credits	4
+#define Anum_balances_postings	6
+#define Natts_entries			7
+
+/* Columns of ledger.accounts and ledger.currencies we read. */
+#define Anum_accounts_flags		2
+#define Anum_accounts_status	3
+#define Anum_currencies_scale	2
+
+/* One leg being posted, with the state of its balance row. */
+typedef struct PostSlot
+{
+	LedgerLeg  *leg;
+	uint64		lockhash;
+	bool		exists;			/* the balance row exists */
+	ItemPointerData tid;
+	Numeric		debits;
+	Numeric		credits;
+	int64		postings;
+	Numeric		new_debits;
+	Numeric		new_credits;
+} PostSlot;
+
+/* Backend cache of registered currencies: code -> scale. */
+typedef struct CurrencyEntry
+{
+	char		code[16];
+	int			scale;
+} CurrencyEntry;
+
+static HTAB *currency_cache = NULL;
+static Oid	currency_cache_relid = InvalidOid;	/* ledger.currencies */
+static Numeric amount_bounds[LEDGER_MAX_SCALE + 1];
+static Numeric numeric_zero = NULL;
+
+/*
+ * A currency row our own transaction inserted must not outlive an abort;
+ * simplest is to forget the cache whenever a transaction aborts.
+ */
+static void
+posting_xact_callback(XactEvent event, void *arg)
+{
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) &&
+		currency_cache != NULL)
+	{
+		hash_destroy(currency_cache);
+		currency_cache = NULL;
+	}
+}
+
+static void
+posting_inval_callback(Datum arg, Oid relid)
+{
+	if (currency_cache != NULL &&
+		(relid == InvalidOid || relid == currency_cache_relid))
+	{
+		hash_destroy(currency_cache);
+		currency_cache = NULL;
+	}
+}
+
+void
+ledger_posting_init(void)
+{
+	RegisterXactCallback(posting_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(posting_inval_callback, (Datum) 0);
+}
+
+/*
+ * ledger_empty_object -- the jsonb value {}, built once.
+ */
+Jsonb *
+ledger_empty_object(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		MemoryContextSwitchTo(old);
+	}
+	return empty;
+}
+
+static int
+numeric_cmp_(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+											 NumericGetDatum(b)));
+}
+
+static Numeric
+numeric_add_(Numeric a, Numeric b)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(a),
+											   NumericGetDatum(b)));
+}
+
+static Numeric
+numeric_sub_(Numeric a, Numeric b)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_sub, NumericGetDatum(a),
+											   NumericGetDatum(b)));
+}
+
+static char *
+numeric_str(Numeric n)
+{
+	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+}
+
+static Numeric
+zero(void)
+{
+	if (numeric_zero == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		numeric_zero = int64_to_numeric(0);
+		MemoryContextSwitchTo(old);
+	}
+	return numeric_zero;
+}
+
+/* 10^(LEDGER_MAX_DIGITS - scale): the first amount that is out of range */
+static Numeric
+amount_bound(int scale)
+{
+	if (amount_bounds[scale] == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		char		buf[LEDGER_MAX_DIGITS + 2];
+		int			digits = LEDGER_MAX_DIGITS - scale;
+
+		buf[0] = '1';
+		memset(buf + 1, '0', digits);
+		buf[digits + 1] = '\0';
+		amount_bounds[scale] = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																   CStringGetDatum(buf),
+																   ObjectIdGetDatum(InvalidOid),
+																   Int32GetDatum(-1)));
+		MemoryContextSwitchTo(old);
+	}
+	return amount_bounds[scale];
+}
+
+/*
+ * ledger_check_id -- an account or transfer id: non-empty and short enough
+ * to name a stream.  NULL is checked by the caller.
+ */
+void
+ledger_check_id(text *id, const char *what)
+{
+	int			len = VARSIZE_ANY_EXHDR(id);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	if (len > LEDGER_MAX_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", what),
+				 errdetail("It has %d bytes; the limit is %d.", len, LEDGER_MAX_ID_BYTES)));
+}
+
+/*
+ * ledger_currency_scale -- the scale of a registered currency, or -1.
+ *
+ * Registered currencies never change, so positive answers are cached for
+ * the backend's life (forgotten on abort and on relcache invalidation).
+ */
+int
+ledger_currency_scale(text *code)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	char	   *key;
+	CurrencyEntry *entry;
+	bool		found;
+	Relation	rel;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	int			scale = -1;
+
+	if (VARSIZE_ANY_EXHDR(code) >= (int) sizeof(entry->code) || VARSIZE_ANY_EXHDR(code) == 0)
+		return -1;
+	key = text_to_cstring(code);
+
+	if (currency_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(entry->code);
+		ctl.entrysize = sizeof(CurrencyEntry);
+		currency_cache = hash_create("ledger_cqrs currencies", 32, &ctl,
+									 HASH_ELEM | HASH_STRINGS);
+		currency_cache_relid = c->currencies;
+	}
+	entry = hash_search(currency_cache, key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->scale;
+
+	rel = table_open(c->currencies, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (ledger_fetch_by_text_key(rel, c->currencies_pkey, 1, &code, snap, slot))
+	{
+		bool		isnull;
+
+		scale = DatumGetInt32(slot_getattr(slot, Anum_currencies_scale, &isnull));
+		entry = hash_search(currency_cache, key, HASH_ENTER, &found);
+		entry->scale = scale;
+	}
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return scale;
+}
+
+/*
+ * ledger_check_amount -- validate an amount of currency: finite, > 0, no
+ * more decimals than scale, below the range bound.  Returns it written at
+ * exactly scale decimals.
+ */
+Numeric
+ledger_check_amount(Numeric amount, text *currency, int scale, const char *where)
+{
+	Numeric		rounded;
+
+	if (numeric_is_nan(amount)
+#if PG_VERSION_NUM >= 140000
+		|| numeric_is_inf(amount)
+#endif
+		)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%samount must be a finite number, not %s", where, numeric_str(amount))));
+	if (numeric_cmp_(amount, zero()) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%samount must be greater than zero, not %s", where, numeric_str(amount))));
+	rounded = DatumGetNumeric(DirectFunctionCall2(numeric_round, NumericGetDatum(amount),
+												  Int32GetDatum(scale)));
+	if (numeric_cmp_(rounded, amount) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%samount %s has more decimal places than currency %s allows",
+						where, numeric_str(amount), text_to_cstring(currency)),
+				 errdetail("%s has scale %d.", text_to_cstring(currency), scale)));
+	if (numeric_cmp_(rounded, amount_bound(scale)) >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%samount %s is out of range for currency %s",
+						where, numeric_str(amount), text_to_cstring(currency)),
+				 errdetail("Amounts and totals must be below %s.", numeric_str(amount_bound(scale)))));
+	return rounded;
+}
+
+/*
+ * ledger_decode_flags -- the flag bits of an accounts.flags array.
+ */
+int
+ledger_decode_flags(Datum flags_array)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(flags_array);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int			bits = 0;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		char	   *f = TextDatumGetCString(elems[i]);
+
+		if (strcmp(f, "debits_must_not_exceed_credits") == 0)
+			bits |= LEDGER_FLAG_DEBITS_LE_CREDITS;
+		else if (strcmp(f, "credits_must_not_exceed_debits") == 0)
+			bits |= LEDGER_FLAG_CREDITS_LE_DEBITS;
+	}
+	return bits;
+}
+
+/* byte order of two texts */
+static int
+text_cmp_bytes(text *a, text *b)
+{
+	int			la = VARSIZE_ANY_EXHDR(a);
+	int			lb = VARSIZE_ANY_EXHDR(b);
+	int			r = memcmp(VARDATA_ANY(a), VARDATA_ANY(b), Min(la, lb));
+
+	return r != 0 ? r : (la > lb) - (la < lb);
+}
+
+static int
+leg_cmp(const void *pa, const void *pb)
+{
+	const LedgerLeg *a = (const LedgerLeg *) pa;
+	const LedgerLeg *b = (const LedgerLeg *) pb;
+	int			r = text_cmp_bytes(a->account, b->account);
+
+	if (r == 0)
+		r = text_cmp_bytes(a->currency, b->currency);
+	if (r == 0)
+		r = (int) a->debit - (int) b->debit;
+	return r;
+}
+
+static int
+u64_cmp(const void *pa, const void *pb)
+{
+	uint64		a = *(const uint64 *) pa;
+	uint64		b = *(const uint64 *) pb;
+
+	return (a > b) - (a < b);
+}
+
+static int
+slot_cmp(const void *pa, const void *pb)
+{
+	const PostSlot *a = (const PostSlot *) pa;
+	const PostSlot *b = (const PostSlot *) pb;
+
+	return (a->lockhash > b->lockhash) - (a->lockhash < b->lockhash);
+}
+
+/* are two texts byte-equal? */
+bool
+ledger_text_eq(text *a, text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+/* 64-bit hash of the balance (account, currency): its lock key */
+uint64
+ledger_balance_hash(text *account, text *currency)
+{
+	int			la = VARSIZE_ANY_EXHDR(account);
+	int			lc = VARSIZE_ANY_EXHDR(currency);
+	char	   *buf = palloc(la + lc + 1);
+	uint64		h;
+
+	memcpy(buf, VARDATA_ANY(account), la);
+	buf[la] = '\0';
+	memcpy(buf + la + 1, VARDATA_ANY(currency), lc);
+	h = hash_bytes_extended((unsigned char *) buf, la + lc + 1, 0);
+	pfree(buf);
+	return h;
+}
+
+/* take the advisory lock (h, kind) until end of transaction */
+void
+ledger_lock_hash(uint64 h, uint16 kind, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h, kind);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/*
+ * legs_from_event -- the legs of a stored TransferPosted event, for the
+ * idempotency comparison.  The event was validated when it was appended.
+ */
+static LedgerLeg *
+legs_from_event(Jsonb *data, int *nlegs)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&data->root, "legs", 4, NULL);
+	JsonbContainer *arr;
+	LedgerLeg  *legs;
+	int			n;
+	int			i;
+
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+	{
+		*nlegs = 0;
+		return NULL;
+	}
+	arr = v->val.binary.data;
+	n = JsonContainerSize(arr);
+	legs = palloc0(sizeof(LedgerLeg) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *leg = getIthJsonbValueFromContainer(arr, i);
+		JsonbValue *f;
+
+		if (leg->type != jbvBinary || !JsonContainerIsObject(leg->val.binary.data))
+			continue;
+		f = getKeyJsonValueFromContainer(leg->val.binary.data, "account", 7, NULL);
+		legs[i].account = (f && f->type == jbvString) ?
+			cstring_to_text_with_len(f->val.string.val, f->val.string.len) : cstring_to_text("");
+		f = getKeyJsonValueFromContainer(leg->val.binary.data, "currency", 8, NULL);
+		legs[i].currency = (f && f->type == jbvString) ?
+			cstring_to_text_with_len(f->val.string.val, f->val.string.len) : cstring_to_text("");
+		f = getKeyJsonValueFromContainer(leg->val.binary.data, "side", 4, NULL);
+		legs[i].debit = (f && f->type == jbvString && f->val.string.len == 5 &&
+						 memcmp(f->val.string.val, "debit", 5) == 0);
+		f = getKeyJsonValueFromContainer(leg->val.binary.data, "amount", 6, NULL);
+		legs[i].amount = (f && f->type == jbvNumeric) ? f->val.numeric : zero();
+	}
+	*nlegs = n;
+	return legs;
+}
+
+/* same legs, in any order? */
+static bool
+same_legs(LedgerLeg *a, int na, LedgerLeg *b, int nb)
+{
+	LedgerLeg  *sa;
+	LedgerLeg  *sb;
+	int			i;
+
+	if (na != nb)
+		return false;
+	sa = palloc(sizeof(LedgerLeg) * na);
+	sb = palloc(sizeof(LedgerLeg) * nb);
+	memcpy(sa, a, sizeof(LedgerLeg) * na);
+	memcpy(sb, b, sizeof(LedgerLeg) * nb);
+	qsort(sa, na, sizeof(LedgerLeg), leg_cmp);
+	qsort(sb, nb, sizeof(LedgerLeg), leg_cmp);
+	for (i = 0; i < na; i++)
+		if (leg_cmp(&sa[i], &sb[i]) != 0 || numeric_cmp_(sa[i].amount, sb[i].amount) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * existing_transfer -- if the stream "transfer:<id>" already has events,
+ * return true with the original position when they are this very posting;
+ * raise 23505 when the id was used for something else.
+ */
+static bool
+existing_transfer(Relation events, text *stream, text *transfer_id,
+				  LedgerLeg *legs, int nlegs, Snapshot snap, int64 *position)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	TupleTableSlot *slot = table_slot_create(events, NULL);
+	bool		found;
+	bool		same = false;
+	int64		pos = 0;
+
+	found = ledger_fetch_by_text_key(events, c->events_stream_idx, 1, &stream, snap, slot);
+	if (found)
+	{
+		bool		isnull;
+		text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_events_type, &isnull));
+
+		pos = DatumGetInt64(slot_getattr(slot, Anum_events_position, &isnull));
+		if (VARSIZE_ANY_EXHDR(type) == 14 && memcmp(VARDATA_ANY(type), "TransferPosted", 14) == 0)
+		{
+			Jsonb	   *data = DatumGetJsonbP(slot_getattr(slot, Anum_events_data, &isnull));
+			int			nold;
+			LedgerLeg  *old = legs_from_event(data, &nold);
+
+			same = same_legs(old, nold, legs, nlegs);
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+
+	if (found && !same)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("transfer \"%s\" already exists with different legs",
+						text_to_cstring(transfer_id)),
+				 errdetail("It was posted at position " INT64_FORMAT ".", pos),
+				 errhint("A transfer_id is an idempotency key: reuse it only to retry the very same posting.")));
+	*position = pos;
+	return found;
+}
+
+/*
+ * transfer_event_data -- {"transfer_id", "legs": [...], "metadata"}.
+ */
+static Jsonb *
+transfer_event_data(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	int			i;
+
+#define PUSH_KEY(s) \
+	do { k.type = jbvString; k.val.string.val = (s); k.val.string.len = strlen(s); \
+		 pushJsonbValue(&state, WJB_KEY, &k); } while (0)
+#define PUSH_TEXT(seq, t) \
+	do { v.type = jbvString; v.val.string.val = VARDATA_ANY(t); \
+		 v.val.string.len = VARSIZE_ANY_EXHDR(t); pushJsonbValue(&state, seq, &v); } while (0)
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	PUSH_KEY("transfer_id");
+	PUSH_TEXT(WJB_VALUE, transfer_id);
+	PUSH_KEY("legs");
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < nlegs; i++)
+	{
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		PUSH_KEY("account");
+		PUSH_TEXT(WJB_VALUE, legs[i].account);
+		PUSH_KEY("side");
+		v.type = jbvString;
+		v.val.string.val = legs[i].debit ? "debit" : "credit";
+		v.val.string.len = legs[i].debit ? 5 : 6;
+		pushJsonbValue(&state, WJB_VALUE, &v);
+		PUSH_KEY("amount");
+		v.type = jbvNumeric;
+		v.val.numeric = legs[i].amount;
+		pushJsonbValue(&state, WJB_VALUE, &v);
+		PUSH_KEY("currency");
+		PUSH_TEXT(WJB_VALUE, legs[i].currency);
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	PUSH_KEY("metadata");
+	v.type = jbvBinary;
+	v.val.binary.data = &metadata->root;
+	v.val.binary.len = VARSIZE(metadata) - VARHDRSZ;
+	pushJsonbValue(&state, WJB_VALUE, &v);
+#undef PUSH_KEY
+#undef PUSH_TEXT
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * read_balance -- fill a slot from the balance row, if it exists.
+ */
+static void
+read_balance(Relation balances, PostSlot *s, Snapshot snap, TupleTableSlot *tts)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	text	   *keys[2] = {s->leg->account, s->leg->currency};
+	bool		isnull;
+
+	s->exists = ledger_fetch_by_text_key(balances, c->balances_pkey, 2, keys, snap, tts);
+	if (!s->exists)
+	{
+		s->debits = s->credits = zero();
+		s->postings = 0;
+		return;
+	}
+	s->tid = tts->tts_tid;
+	s->debits = DatumGetNumericCopy(slot_getattr(tts, Anum_balances_debits, &isnull));
+	s->credits = DatumGetNumericCopy(slot_getattr(tts, Anum_balances_credits, &isnull));
+	s->postings = DatumGetInt64(slot_getattr(tts, Anum_balances_postings, &isnull));
+}
+
+/*
+ * check_accounts -- every account exists and is open; returns nothing but
+ * leaves the flag bits of each slot's account in flags[].
+ */
+static void
+check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	Relation	accounts = table_open(c->accounts, AccessShareLock);
+	TupleTableSlot *tts = table_slot_create(accounts, NULL);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		text	   *account = slots[i].leg->account;
+		bool		isnull;
+		text	   *status;
+		int			j;
+
+		/* an account already seen in an earlier slot */
+		for (j = 0; j < i; j++)
+			if (text_cmp_bytes(slots[j].leg->account, account) == 0)
+				break;
+		if (j < i)
+		{
+			flags[i] = flags[j];
+			continue;
+		}
+
+		if (!ledger_fetch_by_text_key(accounts, c->accounts_pkey, 1, &account, snap, tts))
+			ereport(ERROR,
+					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errmsg("account \"%s\" does not exist", text_to_cstring(account)),
+					 errhint("Open it with ledger.open_account() first.")));
+		status = DatumGetTextPP(slot_getattr(tts, Anum_accounts_status, &isnull));
+		if (VARSIZE_ANY_EXHDR(status) != 4 || memcmp(VARDATA_ANY(status), "open", 4) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("account \"%s\" is closed", text_to_cstring(account)),
+					 errdetail("A closed account takes no further postings.")));
+		flags[i] = ledger_decode_flags(slot_getattr(tts, Anum_accounts_flags, &isnull));
+	}
+	ExecDropSingleTupleTableSlot(tts);
+	table_close(accounts, AccessShareLock);
+}
+
+/*
+ * apply_legs -- new totals for every slot; flags and range checked.
+ */
+static void
+apply_legs(PostSlot *slots, int n, int *flags, text *transfer_id)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		PostSlot   *s = &slots[i];
+		int			scale = ledger_currency_scale(s->leg->currency);
+		Numeric		bound = amount_bound(scale);
+		Numeric		balance;
+
+		s->new_debits = s->leg->debit ? numeric_add_(s->debits, s->leg->amount) : s->debits;
+		s->new_credits = s->leg->debit ? s->credits : numeric_add_(s->credits, s->leg->amount);
+		if (numeric_cmp_(s->new_debits, bound) >= 0 || numeric_cmp_(s->new_credits, bound) >= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("posting \"%s\" would take the %s total of account \"%s\" in %s out of range",
+							text_to_cstring(transfer_id), s->leg->debit ? "debit" : "credit",
+							text_to_cstring(s->leg->account), text_to_cstring(s->leg->currency)),
+					 errdetail("Totals must stay below %s.", numeric_str(bound))));
+
+		balance = numeric_sub_(s->new_credits, s->new_debits);
+		if ((flags[i] & LEDGER_FLAG_DEBITS_LE_CREDITS) &&
+			numeric_cmp_(s->new_debits, s->new_credits) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("posting \"%s\" would overdraw account \"%s\" in %s",
+							text_to_cstring(transfer_id), text_to_cstring(s->leg->account),
+							text_to_cstring(s->leg->currency)),
+					 errdetail("The account has flag debits_must_not_exceed_credits; its balance would be %s.",
+							   numeric_str(balance))));
+		if ((flags[i] & LEDGER_FLAG_CREDITS_LE_DEBITS) &&
+			numeric_cmp_(s->new_credits, s->new_debits) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("posting \"%s\" would make credits exceed debits on account \"%s\" in %s",
+							text_to_cstring(transfer_id), text_to_cstring(s->leg->account),
+							text_to_cstring(s->leg->currency)),
+					 errdetail("The account has flag credits_must_not_exceed_debits; its balance would be %s.",
+							   numeric_str(balance))));
+	}
+}
+
+/*
+ * write_models -- the posting's rows in ledger.balances and
+ * ledger.account_entries.
+ */
+static void
+write_models(Relation balances, PostSlot *slots, int n, text *transfer_id, int64 position)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	Relation	entries = table_open(c->account_entries, RowExclusiveLock);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		PostSlot   *s = &slots[i];
+		Numeric		balance = numeric_sub_(s->new_credits, s->new_debits);
+		Datum		bv[Natts_balances];
+		bool		bn[Natts_balances] = {0};
+		Datum		ev[Natts_entries];
+		bool		en[Natts_entries] = {0};
+		HeapTuple	tup;
+
+		bv[0] = PointerGetDatum(s->leg->account);
+		bv[1] = PointerGetDatum(s->leg->currency);
+		bv[2] = NumericGetDatum(s->new_debits);
+		bv[3] = NumericGetDatum(s->new_credits);
+		bv[4] = NumericGetDatum(balance);
+		bv[5] = Int64GetDatum(s->postings + 1);
+		bv[6] = Int64GetDatum(position);
+		tup = heap_form_tuple(RelationGetDescr(balances), bv, bn);
+		if (s->exists)
+			ledger_update_tuple(balances, &s->tid, tup);
+		else
+			ledger_insert_tuple(balances, tup);
+		heap_freetuple(tup);
+
+		ev[0] = PointerGetDatum(s->leg->account);
+		ev[1] = PointerGetDatum(s->leg->currency);
+		ev[2] = Int64GetDatum(position);
+		ev[3] = PointerGetDatum(transfer_id);
+		ev[4] = CStringGetTextDatum(s->leg->debit ? "debit" : "credit");
+		ev[5] = NumericGetDatum(s->leg->amount);
+		ev[6] = NumericGetDatum(balance);
+		tup = heap_form_tuple(RelationGetDescr(entries), ev, en);
+		ledger_insert_tuple(entries, tup);
+		heap_freetuple(tup);
+	}
+	table_close(entries, NoLock);
+}
+
+/*
+ * ledger_post -- post validated legs (each (account, currency) at most once,
+ * amounts checked, balanced per currency) under transfer_id.  Returns the
+ * position of the TransferPosted event, the original one on a retry.
+ */
+int64
+ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	text	   *stream = ledger_prefixed_name("transfer:", transfer_id);
+	Relation	events;
+	Relation	balances;
+	TupleTableSlot *tts;
+	PostSlot   *slots;
+	int		   *flags;
+	Snapshot	snap;
+	int64		position;
+	LedgerNewEvent ev;
+	int			i;
+
+	events = table_open(c->events, RowExclusiveLock);
+	balances = table_open(c->balances, RowExclusiveLock);
+	tts = table_slot_create(balances, NULL);
+
+	/* a retry of a posting that already happened: no lock needed */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
+	{
+		UnregisterSnapshot(snap);
+		ExecDropSingleTupleTableSlot(tts);
+		table_close(balances, NoLock);
+		table_close(events, NoLock);
+		return position;
+	}
+
+	slots = palloc0(sizeof(PostSlot) * nlegs);
+	flags = palloc0(sizeof(int) * nlegs);
+	for (i = 0; i < nlegs; i++)
+	{
+		slots[i].leg = &legs[i];
+		slots[i].lockhash = ledger_balance_hash(legs[i].account, legs[i].currency);
+		read_balance(balances, &slots[i], snap, tts);
+	}
+	UnregisterSnapshot(snap);
+	qsort(slots, nlegs, sizeof(PostSlot), slot_cmp);
+
+	/* lock step 2: accounts that get a new balance row */
+	{
+		uint64	   *acct = palloc(sizeof(uint64) * nlegs);
+		int			na = 0;
+
+		for (i = 0; i < nlegs; i++)
+			if (!slots[i].exists)
+			{
+				text	   *s = ledger_prefixed_name("account:", slots[i].leg->account);
+
+				acct[na++] = hash_bytes_extended((unsigned char *) VARDATA_ANY(s),
+												 VARSIZE_ANY_EXHDR(s), 0);
+			}
+		qsort(acct, na, sizeof(uint64), u64_cmp);
+		for (i = 0; i < na; i++)
+			if (i == 0 || acct[i] != acct[i - 1])
+				ledger_lock_hash(acct[i], LEDGER_LOCK_STREAM, ShareLock);
+	}
+	/* lock step 3: the balances, in lock-tag order */
+	for (i = 0; i < nlegs; i++)
+		if (i == 0 || slots[i].lockhash != slots[i - 1].lockhash)
+			ledger_lock_hash(slots[i].lockhash, LEDGER_LOCK_BALANCE, ExclusiveLock);
+
+	/* everything committed before our locks were granted is visible now */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	check_accounts(slots, nlegs, snap, flags);
+	for (i = 0; i < nlegs; i++)
+		read_balance(balances, &slots[i], snap, tts);
+	UnregisterSnapshot(snap);
+	apply_legs(slots, nlegs, flags, transfer_id);
+
+	/* lock step 4: a twin that committed while we waited wins */
+	ledger_lock_stream(stream);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
+	{
+		UnregisterSnapshot(snap);
+		ExecDropSingleTupleTableSlot(tts);
+		table_close(balances, NoLock);
+		table_close(events, NoLock);
+		return position;
+	}
+	UnregisterSnapshot(snap);
+
+	ev.type = cstring_to_text("TransferPosted");
+	ev.data = transfer_event_data(transfer_id, legs, nlegs, metadata);
+	ev.metadata = ledger_empty_object();
+	position = ledger_append_to_stream(stream, 0, &ev, 1).position;
+
+	write_models(balances, slots, nlegs, transfer_id, position);
+	CommandCounterIncrement();
+
+	ExecDropSingleTupleTableSlot(tts);
+	table_close(balances, NoLock);
+	table_close(events, NoLock);
+	return position;
+}
