@@ -172,12 +172,13 @@ ledger_builtin_verify(const BuiltinModel *m)
 	bool		ok;
 
 	SPI_connect();
-	diff = psprintf("SELECT 'missing' AS problem, %s FROM ((%s) EXCEPT ALL SELECT %s FROM %s) a"
+	diff = psprintf("SELECT * FROM ("
+					"SELECT 'missing' AS problem, %s FROM ((%s) EXCEPT ALL SELECT %s FROM %s) a"
 					" UNION ALL "
 					"SELECT 'unexpected', %s FROM (SELECT %s FROM %s EXCEPT ALL (%s)) b"
-					" LIMIT 5",
+					") d ORDER BY problem, %s LIMIT 5",
 					m->keys, recompute_sql(m), m->columns, live,
-					m->keys, m->columns, live, recompute_sql(m));
+					m->keys, m->columns, live, recompute_sql(m), m->keys);
 	if (SPI_execute(diff, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "verify query failed");
 	ok = (SPI_processed == 0);

@@ -234,6 +234,8 @@ as_pg "$PGBIN/initdb" -D "$TMP/data" --auth=trust -U postgres --no-sync \
     # Only the test suites may trade durability for speed; demo and bench
     # keep fsync on so that numbers and behaviour are realistic.
     [ "$MODE" = test ] && echo "fsync = off"
+    # Long benchmark cells must not hit a checkpoint halfway through.
+    [ "$MODE" = bench ] && echo "max_wal_size = 4GB" && echo "shared_buffers = 512MB"
     true
 } | as_pg tee -a "$TMP/data/postgresql.conf" >/dev/null
 
