@@ -30,6 +30,9 @@
 
 PG_FUNCTION_INFO_V1(ledger_read_model_guard);
 
+/* 0 at the scale of the group's amounts (all legs of a currency share it) */
+#define ZERO "(0 OPERATOR(pg_catalog.*) pg_catalog.max(amount))"
+
 /* The legs of every posting, one row per leg. */
 #define LEGS_SQL \
 	"SELECT l->>'account' AS account, l->>'currency' AS currency," \
@@ -72,8 +75,8 @@ static const BuiltinModel models[] = {
 		"account, currency",
 		"SELECT account, currency, d, c, c OPERATOR(pg_catalog.-) d, n, p FROM ("
 		" SELECT account, currency,"
-		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'debit'), 0) AS d,"
-		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'credit'), 0) AS c,"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'debit'), " ZERO ") AS d,"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'credit'), " ZERO ") AS c,"
 		" pg_catalog.count(*) AS n, pg_catalog.max(position) AS p"
 		" FROM (" LEGS_SQL ") legs GROUP BY account, currency) s"
 	},
@@ -90,8 +93,8 @@ static const BuiltinModel models[] = {
 		"ledger.currency_totals", NULL,
 		"currency, debits, credits", "currency",
 		"SELECT currency,"
-		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'debit'), 0),"
-		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'credit'), 0)"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'debit'), " ZERO "),"
+		" COALESCE(pg_catalog.sum(amount) FILTER (WHERE side OPERATOR(pg_catalog.=) 'credit'), " ZERO ")"
 		" FROM (" LEGS_SQL ") legs GROUP BY currency"
 	},
 };

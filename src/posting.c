@@ -21,7 +21,8 @@
  *	   This is the only lock two postings on the same account contend for;
  *	   it guards the balance row (and its creation), so flags hold under any
  *	   interleaving.  No tuple lock is taken: nothing else updates the row.
- *	4. The stream lock of "transfer:<id>", taken by the append.
+ *	4. The stream lock of "transfer:<id>".  Under it the posting looks for a
+ *	   twin once more, before checking accounts and flags.
  *
  * The position is allocated only after step 3, so within one account and
  * currency, positions increase in the order the balance lock was held: the
@@ -598,7 +599,10 @@ read_balance(Relation balances, PostSlot *s, Snapshot snap, TupleTableSlot *tts)
 	s->exists = ledger_fetch_by_text_key(balances, c->balances_pkey, 2, keys, snap, tts);
 	if (!s->exists)
 	{
-		s->debits = s->credits = zero();
+		/* 0 written at the currency's scale, like every other total */
+		s->debits = s->credits =
+			DatumGetNumeric(DirectFunctionCall2(numeric_round, NumericGetDatum(zero()),
+												Int32GetDatum(ledger_currency_scale(s->leg->currency))));
 		s->postings = 0;
 		return;
 	}
@@ -819,15 +823,11 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		if (i == 0 || slots[i].lockhash != slots[i - 1].lockhash)
 			ledger_lock_hash(slots[i].lockhash, LEDGER_LOCK_BALANCE, ExclusiveLock);
 
-	/* everything committed before our locks were granted is visible now */
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	check_accounts(slots, nlegs, snap, flags);
-	for (i = 0; i < nlegs; i++)
-		read_balance(balances, &slots[i], snap, tts);
-	UnregisterSnapshot(snap);
-	apply_legs(slots, nlegs, flags, transfer_id);
-
-	/* lock step 4: a twin that committed while we waited wins */
+	/*
+	 * Lock step 4, before any check: a twin that committed while we waited
+	 * for the balances wins, and we must answer with its position rather
+	 * than judge our legs against balances that already include them.
+	 */
 	ledger_lock_stream(stream);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
@@ -838,7 +838,13 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		table_close(events, NoLock);
 		return position;
 	}
+
+	/* everything committed before our locks were granted is visible now */
+	check_accounts(slots, nlegs, snap, flags);
+	for (i = 0; i < nlegs; i++)
+		read_balance(balances, &slots[i], snap, tts);
 	UnregisterSnapshot(snap);
+	apply_legs(slots, nlegs, flags, transfer_id);
 
 	ev.type = cstring_to_text("TransferPosted");
 	ev.data = transfer_event_data(transfer_id, legs, nlegs, metadata);
