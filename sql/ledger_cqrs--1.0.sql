@@ -230,14 +230,26 @@ REVOKE ALL ON FUNCTION ledger.post_entry(text, jsonb, jsonb) FROM PUBLIC;
 ------------------------------------------------------------------------------
 
 CREATE TABLE ledger.projections (
-    name        text        NOT NULL PRIMARY KEY,
-    kind        text        NOT NULL CHECK (kind IN ('builtin', 'user')),
-    mode        text        NOT NULL CHECK (mode IN ('inline', 'async')),
-    state       text        NOT NULL
-                CHECK (state IN ('catching_up', 'live', 'rebuilding', 'failed')),
-    definition  text,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    last_error  text
+    name                text        NOT NULL PRIMARY KEY,   -- as created
+    kind                text        NOT NULL CHECK (kind IN ('builtin', 'user')),
+    mode                text        NOT NULL CHECK (mode IN ('inline', 'async')),
+    state               text        NOT NULL
+                        CHECK (state IN ('catching_up', 'live', 'rebuilding', 'failed')),
+    definition          text,                   -- the query, verbatim
+    definition_hash     text,                   -- md5 of its normalized form
+    target_schema       text,
+    target_table        text,
+    columns             text[],                 -- output columns, in order
+    column_kinds        text[],                 -- key | count | sum | min | max
+    -- every event at or before this (tx_order, position) cursor is applied;
+    -- committed in the same transaction as the rows it covers
+    checkpoint_order    xid8,
+    checkpoint_position bigint      NOT NULL DEFAULT 0,
+    events_applied      bigint      NOT NULL DEFAULT 0,
+    fill_total          bigint,                 -- events to fill, while catching up
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at          timestamptz,
+    last_error          text
 );
 REVOKE ALL ON ledger.projections FROM PUBLIC;
 
@@ -248,15 +260,62 @@ INSERT INTO ledger.projections (name, kind, mode, state) VALUES
     ('ledger.account_entries', 'builtin', 'inline', 'live'),
     ('ledger.currency_totals', 'builtin', 'inline', 'live');
 
--- Built-in read models are maintained in the appending transaction, so they
--- are always at the head of the log and never lag.
+-- The async projector's whereabouts, so that appenders can wake it.
+CREATE TABLE ledger.projector (
+    database   oid         NOT NULL PRIMARY KEY,
+    pid        integer     NOT NULL,
+    started_at timestamptz NOT NULL
+);
+REVOKE ALL ON ledger.projector FROM PUBLIC;
+
+-- Events not yet applied by a projection that follows the cursor.
+CREATE FUNCTION ledger._pending_events(checkpoint_order xid8, checkpoint_position bigint)
+    RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+        SELECT pg_catalog.count(*) FROM ledger.events e
+         WHERE ROW(e.tx_order, e.position) OPERATOR(pg_catalog.>)
+               ROW(COALESCE($1, '0'::pg_catalog.xid8), $2)
+    $$;
+REVOKE ALL ON FUNCTION ledger._pending_events(xid8, bigint) FROM PUBLIC;
+
+-- Built-in read models and live inline projections are maintained in the
+-- appending transaction, so they are at the head of the log and never lag.
 CREATE VIEW ledger.projection_status AS
 SELECT p.name, p.kind, p.mode, p.state,
-       (SELECT pg_catalog.max(e.position) FROM ledger.events e) AS checkpoint,
-       0::bigint AS lag_events,
-       p.last_error
+       CASE WHEN p.kind = 'builtin' OR (p.mode = 'inline' AND p.state = 'live')
+            THEN (SELECT pg_catalog.max(e.position) FROM ledger.events e)
+            ELSE p.checkpoint_position END AS checkpoint,
+       CASE WHEN p.kind = 'builtin' OR (p.mode = 'inline' AND p.state = 'live')
+            THEN 0::bigint
+            ELSE ledger._pending_events(p.checkpoint_order, p.checkpoint_position) END AS lag_events,
+       p.last_error,
+       p.events_applied,
+       p.fill_total,
+       p.target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.target_table AS target,
+       p.updated_at
   FROM ledger.projections p;
 REVOKE ALL ON ledger.projection_status FROM PUBLIC;
+
+CREATE FUNCTION ledger.create_projection(name text, query text, mode text DEFAULT 'inline')
+    RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'ledger_create_projection';
+COMMENT ON FUNCTION ledger.create_projection(text, text, text) IS
+    'Runs with the caller''s rights to create the table (in the caller''s search_path); the query is analyzed with search_path = pg_catalog, pg_temp';
+
+CREATE FUNCTION ledger.drop_projection(name text)
+    RETURNS void
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_drop_projection';
+
+CREATE FUNCTION ledger.catch_up(name text DEFAULT NULL, max_events bigint DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_catch_up';
 
 CREATE FUNCTION ledger.verify_projection(name text)
     RETURNS boolean
@@ -270,8 +329,67 @@ CREATE FUNCTION ledger.rebuild_projection(name text)
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'ledger_rebuild_projection';
 
+CREATE FUNCTION ledger.start_projector()
+    RETURNS integer
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_start_projector';
+
+CREATE FUNCTION ledger.stop_projector()
+    RETURNS boolean
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_stop_projector';
+
+-- Drive a fill or catch-up to the end from a session, committing after each
+-- batch (a procedure, so that progress is committed).
+CREATE PROCEDURE ledger.wait_for_projection(name text, timeout interval DEFAULT '10 minutes')
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    st text;
+    lag bigint;
+BEGIN
+    LOOP
+        PERFORM ledger.catch_up(name);
+        SELECT s.state, s.lag_events INTO st, lag
+          FROM ledger.projection_status s
+         WHERE s.name OPERATOR(pg_catalog.=) wait_for_projection.name
+            OR s.target OPERATOR(pg_catalog.=) wait_for_projection.name;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('projection "%s" does not exist', name);
+        END IF;
+        EXIT WHEN st OPERATOR(pg_catalog.=) 'failed'
+               OR (st OPERATOR(pg_catalog.=) 'live' AND lag OPERATOR(pg_catalog.=) 0);
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
+            RAISE EXCEPTION USING ERRCODE = 'query_canceled',
+                MESSAGE = pg_catalog.format('projection "%s" did not catch up within %s', name, timeout);
+        END IF;
+        COMMIT;
+    END LOOP;
+    IF st OPERATOR(pg_catalog.=) 'failed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('projection "%s" failed', name);
+    END IF;
+END
+$$;
+
+-- Written only by the extension, for every role.
+CREATE FUNCTION ledger.projection_guard() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_read_model_guard';
+
+REVOKE ALL ON FUNCTION ledger.create_projection(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.drop_projection(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.catch_up(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.verify_projection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.rebuild_projection(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.start_projector() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.stop_projector() FROM PUBLIC;
+REVOKE ALL ON PROCEDURE ledger.wait_for_projection(text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledger.projection_guard() TO PUBLIC;
 
 -- Common ISO 4217 currencies, registered through the command so that the
 -- log holds their CurrencyRegistered events.
@@ -283,3 +401,4 @@ SELECT pg_catalog.pg_extension_config_dump('ledger.currencies', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.balances', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.account_entries', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.projections', 'WHERE kind <> ''builtin''');

@@ -19,7 +19,8 @@
  *	3. Insert each event straight into the heap and its indexes
  *	   (ledger_insert_tuple), positions from ledger.events_position_seq.
  *	   The append-only triggers never see these inserts; they refuse all
- *	   others.
+ *	   others.  Then fold the new events into every live inline projection
+ *	   (apply.c), in this transaction.
  *
  * tx_order is the commit-safe ordering key read_all and async consumers
  * follow: max(this transaction's full xid, tx_order of the stream's previous
@@ -55,6 +56,7 @@
 
 #include "ledger_cqrs.h"
 #include "ledger.h"
+#include "projection.h"
 
 PG_FUNCTION_INFO_V1(ledger_append);
 PG_FUNCTION_INFO_V1(ledger_append_events);
@@ -166,6 +168,7 @@ ledger_append_to_stream(text *stream, int64 expected_version,
 	Datum		values[Natts_events];
 	bool		nulls[Natts_events] = {0};
 	int64		position = 0;
+	int64	   *positions = palloc(sizeof(int64) * nevents);
 	int			i;
 
 	rel = table_open(c->events, RowExclusiveLock);
@@ -209,10 +212,14 @@ ledger_append_to_stream(text *stream, int64 expected_version,
 		tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 		ledger_insert_tuple(rel, tuple);
 		heap_freetuple(tuple);
+		positions[i] = position;
 	}
 
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
+
+	/* inline projections see the events in this very transaction */
+	ledger_apply_inline(positions, nevents);
 
 	result.version = head.version + nevents;
 	result.position = position;

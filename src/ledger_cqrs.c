@@ -1,17 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * ledger_cqrs.c
- *	  Module entry point: GUCs and cache callbacks.
+ *	  Module entry point: GUCs, cache and transaction callbacks, and (with
+ *	  shared_preload_libraries) the projector worker.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "utils/guc.h"
 
 #include "ledger_cqrs.h"
 #include "ledger.h"
+#include "projection.h"
 
 PG_MODULE_MAGIC;
 
@@ -19,6 +22,15 @@ bool		ledger_restoring = false;
 int			ledger_maintenance_depth = 0;
 
 void		_PG_init(void);
+
+/* the read-model guards' "maintaining" flag never outlives an error */
+static void
+reset_maintenance(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		ledger_maintenance_depth = 0;
+}
 
 void
 _PG_init(void)
@@ -32,6 +44,16 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("ledger_cqrs.fill_batch_size",
+							"Events folded per transaction when a projection is filled or caught up.",
+							NULL, &ledger_fill_batch_size, 10000, 1, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ledger_cqrs.fill_sync_limit",
+							"Largest log that create_projection fills itself; larger logs are filled in batches by the projector.",
+							NULL, &ledger_fill_sync_limit, 10000, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	ledger_worker_init();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("ledger_cqrs");
 #else
@@ -40,4 +62,6 @@ _PG_init(void)
 
 	ledger_catalog_init();
 	ledger_posting_init();
+	ledger_apply_init();
+	RegisterXactCallback(reset_maintenance, NULL);
 }

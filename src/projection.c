@@ -1,45 +1,556 @@
 /*-------------------------------------------------------------------------
  *
  * projection.c
- *	  The projection API: verify_projection and rebuild_projection.
+ *	  The projection API: create_projection, drop_projection, catch_up,
+ *	  verify_projection and rebuild_projection, for user projections and
+ *	  (verify, rebuild) the built-in read models.
  *
- * Today this serves the built-in read models (builtin.c); user-defined
- * projections (create_projection) arrive with the projection engine.
+ * create_projection runs with the caller's rights: the table is created,
+ * and owned, by the caller, in the caller's search_path, which needs CREATE
+ * on the schema, and the caller must be able to read ledger.events.  The
+ * query itself is analyzed with search_path = pg_catalog, pg_temp, and
+ * everything after the table exists (registry, guard trigger, fill) runs as
+ * the extension's owner, who also runs every later fold.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/regproc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/xid8.h"
 
 #include "ledger_cqrs.h"
 #include "builtin.h"
+#include "readlog.h"
+#include "projection.h"
 
+PG_FUNCTION_INFO_V1(ledger_create_projection);
+PG_FUNCTION_INFO_V1(ledger_drop_projection);
+PG_FUNCTION_INFO_V1(ledger_catch_up);
 PG_FUNCTION_INFO_V1(ledger_verify_projection);
 PG_FUNCTION_INFO_V1(ledger_rebuild_projection);
 
-/*
- * lookup_projection -- resolve a projection name or raise 42704.
- */
-static const BuiltinModel *
-lookup_projection(FunctionCallInfo fcinfo)
+/* A user projection's registry row, as the API functions need it. */
+typedef struct RegistryRow
 {
 	char	   *name;
-	const BuiltinModel *m;
+	bool		async;
+	char	   *state;
+	char	   *definition;
+	char	   *target;			/* quoted schema.table */
+	FullTransactionId checkpoint_order;
+	int64		checkpoint_position;
+} RegistryRow;
 
-	if (PG_ARGISNULL(0))
+static char *
+name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	char	   *s;
+
+	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("projection name must not be NULL")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	m = ledger_builtin_lookup(name);
-	if (m == NULL)
+				 errmsg("%s must not be NULL", what)));
+	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (s[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	return s;
+}
+
+/*
+ * lookup_registry -- the user projection called name, as created or
+ * schema-qualified; NULL if there is none.  Caller is connected to SPI.
+ */
+static RegistryRow *
+lookup_registry(const char *name, bool for_update)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	RegistryRow *r;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	char	   *sql = psprintf("SELECT name, mode, state, definition, target_schema, target_table,"
+							   " checkpoint_order, checkpoint_position FROM ledger.projections"
+							   " WHERE kind OPERATOR(pg_catalog.=) 'user' AND (name OPERATOR(pg_catalog.=) $1"
+							   " OR target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) target_table"
+							   " OPERATOR(pg_catalog.=) $1)%s",
+							   for_update ? " FOR UPDATE" : "");
+
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ledger.projections");
+	if (SPI_processed == 0)
+		return NULL;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	r = palloc0(sizeof(RegistryRow));
+	r->name = SPI_getvalue(tup, desc, 1);
+	r->async = strcmp(SPI_getvalue(tup, desc, 2), "async") == 0;
+	r->state = SPI_getvalue(tup, desc, 3);
+	r->definition = SPI_getvalue(tup, desc, 4);
+	r->target = quote_qualified_identifier(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6));
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	r->checkpoint_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
+	r->checkpoint_position = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	return r;
+}
+
+static void
+spi_exec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+static int64
+spi_count(const char *sql)
+{
+	bool		isnull;
+
+	spi_exec(sql, SPI_OK_SELECT);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* the extension's owner: the owner of ledger.events */
+static Oid
+extension_owner(void)
+{
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(ledger_catalog()->events));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for ledger.events");
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+/* the cursor of the last committed event below the horizon of snap */
+static void
+last_event_below(FullTransactionId horizon, FullTransactionId *order, int64 *position)
+{
+	Oid			types[1] = {XID8OID};
+	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT tx_order, position FROM ledger.events"
+							  " WHERE tx_order OPERATOR(pg_catalog.<) $1"
+							  " ORDER BY tx_order DESC, position DESC LIMIT 1",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ledger.events");
+	if (SPI_processed == 0)
+	{
+		*order = FullTransactionIdFromU64(0);
+		*position = 0;
+		return;
+	}
+	*order = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+	*position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+static void
+set_cursor(const char *name, FullTransactionId order, int64 position, int64 applied,
+		   const char *state, bool clear_error)
+{
+	Oid			types[5] = {TEXTOID, XID8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[5];
+	char	   *sql = psprintf("UPDATE ledger.projections SET checkpoint_order = $2,"
+							   " checkpoint_position = $3, events_applied = $4, state = $5,"
+							   " updated_at = pg_catalog.clock_timestamp()%s"
+							   " WHERE name OPERATOR(pg_catalog.=) $1",
+							   clear_error ? ", last_error = NULL" : "");
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = FullTransactionIdGetDatum(order);
+	values[2] = Int64GetDatum(position);
+	values[3] = Int64GetDatum(applied);
+	values[4] = CStringGetTextDatum(state);
+	if (SPI_execute_with_args(sql, 5, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update projection \"%s\"", name);
+}
+
+/*
+ * ledger.create_projection(name, query, mode) -> void
+ */
+Datum
+ledger_create_projection(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "projection name");
+	char	   *query;
+	char	   *mode;
+	bool		async;
+	List	   *names;
+	RangeVar   *rv;
+	Oid			nsp;
+	char	   *schema;
+	char	   *target;
+	ProjectionDef *def;
+	StringInfoData ddl;
+	int			nest;
+	int			i;
+	bool		first;
+	Oid			save_uid;
+	int			save_sec;
+	int64		nevents;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("projection query must not be NULL")));
+	query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	mode = name_arg(fcinfo, 2, "mode");
+	if (strcmp(mode, "inline") == 0)
+		async = false;
+	else if (strcmp(mode, "async") == 0)
+		async = true;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown projection mode \"%s\"", mode),
+				 errhint("The modes are inline and async.")));
+
+	/* the definition first: its errors come before any about the name */
+	nest = ledger_push_fixed_search_path();
+	def = ledger_parse_projection(query);
+	AtEOXact_GUC(true, nest);
+
+	/* the table: in the caller's search_path, with the caller's rights */
+#if PG_VERSION_NUM >= 160000
+	names = stringToQualifiedNameList(name, NULL);
+#else
+	names = stringToQualifiedNameList(name);
+#endif
+	rv = makeRangeVarFromNameList(names);
+	nsp = RangeVarGetAndCheckCreationNamespace(rv, NoLock, NULL);
+	schema = get_namespace_name(nsp);
+	if (OidIsValid(get_relname_relid(rv->relname, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s.%s\" already exists", schema, rv->relname)));
+	if (pg_class_aclcheck(ledger_catalog()->events, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table ledger.events"),
+				 errdetail("A projection exposes what it aggregates, so its creator must be able to read the log.")));
+	target = quote_qualified_identifier(schema, rv->relname);
+
+	nest = ledger_push_fixed_search_path();
+	SPI_connect();
+	if (lookup_registry(name, false) != NULL ||
+		lookup_registry(psprintf("%s.%s", schema, rv->relname), false) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("projection \"%s\" already exists", name)));
+
+	initStringInfo(&ddl);
+	appendStringInfo(&ddl, "CREATE TABLE %s (", target);
+	for (i = 0; i < def->ncols; i++)
+		appendStringInfo(&ddl, "%s%s %s%s", i > 0 ? ", " : "",
+						 quote_identifier(def->colnames[i]),
+						 format_type_with_typemod(def->coltypes[i], def->coltypmods[i]),
+						 def->kinds[i] == PROJ_COUNT ? " NOT NULL" : "");
+	appendStringInfoString(&ddl, ", PRIMARY KEY (");
+	first = true;
+	for (i = 0; i < def->ncols; i++)
+		if (def->kinds[i] == PROJ_KEY)
+		{
+			appendStringInfo(&ddl, "%s%s", first ? "" : ", ", quote_identifier(def->colnames[i]));
+			first = false;
+		}
+	appendStringInfoString(&ddl, "))");
+	spi_exec(ddl.data, SPI_OK_UTILITY);
+
+	/* the rest as the extension's owner */
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	spi_exec(psprintf("CREATE TRIGGER ledger_projection_guard BEFORE INSERT OR UPDATE OR DELETE"
+					  " OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION ledger.projection_guard()",
+					  target), SPI_OK_UTILITY);
+	spi_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER ledger_projection_guard", target),
+			 SPI_OK_UTILITY);
+	spi_exec(psprintf("COMMENT ON TABLE %s IS %s", target,
+					  quote_literal_cstr(psprintf("ledger_cqrs projection %s", name))),
+			 SPI_OK_UTILITY);
+
+	{
+		Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
+		Datum		values[8];
+		Datum	   *cols = palloc(sizeof(Datum) * def->ncols);
+		Datum	   *kinds = palloc(sizeof(Datum) * def->ncols);
+		static const char *const kind_names[] = {"key", "count", "sum", "min", "max"};
+
+		for (i = 0; i < def->ncols; i++)
+		{
+			cols[i] = CStringGetTextDatum(def->colnames[i]);
+			kinds[i] = CStringGetTextDatum(kind_names[def->kinds[i]]);
+		}
+		values[0] = CStringGetTextDatum(name);
+		values[1] = CStringGetTextDatum(mode);
+		values[2] = CStringGetTextDatum(query);
+		values[3] = CStringGetTextDatum(def->hash);
+		values[4] = CStringGetTextDatum(schema);
+		values[5] = CStringGetTextDatum(rv->relname);
+		values[6] = PointerGetDatum(construct_array(cols, def->ncols, TEXTOID, -1, false, TYPALIGN_INT));
+		values[7] = PointerGetDatum(construct_array(kinds, def->ncols, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_with_args("INSERT INTO ledger.projections (name, kind, mode, state, definition,"
+								  " definition_hash, target_schema, target_table, columns, column_kinds)"
+								  " VALUES ($1, 'user', $2, 'catching_up', $3, $4, $5, $6, $7, $8)",
+								  8, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not register projection \"%s\"", name);
+	}
+
+	/*
+	 * Fill.  A small log is folded right here: for inline mode under SHARE
+	 * lock on ledger.events, held to commit, so that appenders that follow
+	 * fold inline.  A large log is left to the projector in batches.
+	 */
+	nevents = spi_count("SELECT pg_catalog.count(*) FROM ledger.events");
+	if (nevents <= ledger_fill_sync_limit)
+	{
+		FullTransactionId order;
+		int64		position;
+
+		if (!async)
+		{
+			spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+			last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
+			ledger_fold_range(def, target, FullTransactionIdFromU64(0), 0, order, position, true);
+		}
+		else
+		{
+			last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
+			ledger_fold_range(def, target, FullTransactionIdFromU64(0), 0, order, position, false);
+		}
+		set_cursor(name, order, position,
+				   spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
+									  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
+									  (unsigned long long) U64FromFullTransactionId(order),
+									  (long long) position)),
+				   "live", true);
+	}
+	else
+	{
+		spi_exec(psprintf("UPDATE ledger.projections SET fill_total = %lld"
+						  " WHERE name OPERATOR(pg_catalog.=) %s",
+						  (long long) nevents, quote_literal_cstr(name)), SPI_OK_UPDATE);
+		ledger_note_async_work();
+		(void) ledger_ensure_projector();
+	}
+	ledger_projections_changed();
+
+	SetUserIdAndSecContext(save_uid, save_sec);
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	PG_RETURN_VOID();
+}
+
+/*
+ * ledger.drop_projection(name) -> void
+ */
+Datum
+ledger_drop_projection(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "projection name");
+	RegistryRow *r;
+
+	SPI_connect();
+	if (ledger_builtin_lookup(name) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projection \"%s\" is built in and cannot be dropped", name)));
+	/* no appender folds into it between our drop and our commit */
+	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+	r = lookup_registry(name, true);
+	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("projection \"%s\" does not exist", name),
-				 errhint("SELECT name FROM ledger.projection_status lists the projections.")));
-	return m;
+				 errmsg("projection \"%s\" does not exist", name)));
+	spi_exec(psprintf("DROP TABLE IF EXISTS %s", r->target), SPI_OK_UTILITY);
+	spi_exec(psprintf("DELETE FROM ledger.projections WHERE name OPERATOR(pg_catalog.=) %s",
+					  quote_literal_cstr(r->name)), SPI_OK_DELETE);
+	ledger_projections_changed();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * ledger.catch_up(name, max_events) -> bigint: events applied
+ */
+Datum
+ledger_catch_up(PG_FUNCTION_ARGS)
+{
+	int64		max_events = -1;
+	int64		applied;
+
+	if (!PG_ARGISNULL(1))
+	{
+		max_events = PG_GETARG_INT64(1);
+		if (max_events < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_events must not be negative")));
+	}
+	SPI_connect();
+	if (PG_ARGISNULL(0))
+		applied = ledger_catch_up_all(max_events);
+	else
+	{
+		char	   *name = name_arg(fcinfo, 0, "projection name");
+		RegistryRow *r;
+
+		if (ledger_builtin_lookup(name) != NULL)
+			applied = 0;		/* built-ins never lag */
+		else if ((r = lookup_registry(name, false)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("projection \"%s\" does not exist", name)));
+		else
+			applied = ledger_catch_up_projection(r->name, max_events, true);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(applied);
+}
+
+/*
+ * verify_user -- recompute from the log (up to the checkpoint, for a
+ * projection that follows it) and compare, EXCEPT ALL both ways.
+ */
+static bool
+verify_user(RegistryRow *r)
+{
+	ProjectionDef *def = ledger_parse_projection(r->definition);
+	bool		follows = r->async || strcmp(r->state, "live") != 0;
+	char	   *source;
+	char	   *cols = ledger_projection_columns(def, NULL);
+	char	   *keys;
+	StringInfoData kb;
+	int			i;
+	bool		ok;
+
+	if (follows)
+		source = ledger_projection_source(def, psprintf("ROW(tx_order, position) OPERATOR(pg_catalog.<=)"
+														" ROW('%llu'::pg_catalog.xid8, %lld)",
+														(unsigned long long) U64FromFullTransactionId(r->checkpoint_order),
+														(long long) r->checkpoint_position));
+	else
+		source = def->query;
+
+	initStringInfo(&kb);
+	for (i = 0; i < def->ncols; i++)
+		if (def->kinds[i] == PROJ_KEY)
+			appendStringInfo(&kb, "%s%s", kb.len > 0 ? ", " : "", quote_identifier(def->colnames[i]));
+	keys = kb.data;
+
+	spi_exec(psprintf("SELECT * FROM ("
+					  "SELECT 'missing' AS problem, %s FROM (SELECT * FROM (%s) q (%s) EXCEPT ALL SELECT %s FROM %s) a"
+					  " UNION ALL "
+					  "SELECT 'unexpected', %s FROM (SELECT %s FROM %s EXCEPT ALL SELECT * FROM (%s) q (%s)) b"
+					  ") d ORDER BY problem, %s LIMIT 5",
+					  keys, source, cols, cols, r->target,
+					  keys, cols, r->target, source, cols, keys),
+			 SPI_OK_SELECT);
+	ok = (SPI_processed == 0);
+	if (!ok)
+	{
+		StringInfoData buf;
+		uint64		j;
+
+		initStringInfo(&buf);
+		for (j = 0; j < SPI_processed; j++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[j];
+			int			col;
+
+			appendStringInfo(&buf, "%s%s (", j > 0 ? "; " : "", SPI_getvalue(t, SPI_tuptable->tupdesc, 1));
+			for (col = 2; col <= SPI_tuptable->tupdesc->natts; col++)
+			{
+				char	   *v = SPI_getvalue(t, SPI_tuptable->tupdesc, col);
+
+				appendStringInfo(&buf, "%s%s=%s", col > 2 ? ", " : "",
+								 SPI_fname(SPI_tuptable->tupdesc, col), v ? v : "NULL");
+			}
+			appendStringInfoChar(&buf, ')');
+		}
+		ereport(NOTICE,
+				(errmsg("projection %s differs from the log", r->name),
+				 errdetail("First differing keys (missing = in the log but not in the table): %s.", buf.data)));
+	}
+	return ok;
+}
+
+/*
+ * rebuild_user -- recompute into a shadow table while appends go on, then
+ * replace the live rows in one step.  Readers see the old complete table
+ * until the new one commits.
+ */
+static int64
+rebuild_user(RegistryRow *r)
+{
+	ProjectionDef *def = ledger_parse_projection(r->definition);
+	char	   *cols = ledger_projection_columns(def, NULL);
+	const char *shadow = "pg_temp.ledger_rebuild_shadow";
+	FullTransactionId order;
+	int64		position;
+	int64		applied;
+
+	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
+					  " WHERE name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(r->name)), SPI_OK_UPDATE);
+	spi_exec("DROP TABLE IF EXISTS pg_temp.ledger_rebuild_shadow", SPI_OK_UTILITY);
+	spi_exec(psprintf("CREATE TEMP TABLE ledger_rebuild_shadow (LIKE %s INCLUDING INDEXES) ON COMMIT DROP",
+					  r->target), SPI_OK_UTILITY);
+
+	/* the bulk, below the horizon, without blocking anyone */
+	last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
+	ledger_fold_range(def, shadow, FullTransactionIdFromU64(0), 0, order, position, false);
+
+	if (!r->async)
+	{
+		FullTransactionId last_order;
+		int64		last_position;
+
+		/* the rest under SHARE lock: appenders wait until we commit */
+		spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &last_order, &last_position);
+		ledger_fold_range(def, shadow, order, position, last_order, last_position, true);
+		order = last_order;
+		position = last_position;
+	}
+
+	ledger_maintenance_depth++;
+	spi_exec(psprintf("DELETE FROM %s", r->target), SPI_OK_DELETE);
+	spi_exec(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r->target, cols, cols, shadow),
+			 SPI_OK_INSERT);
+	ledger_maintenance_depth--;
+	spi_exec("DROP TABLE pg_temp.ledger_rebuild_shadow", SPI_OK_UTILITY);
+
+	applied = spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
+								 " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
+								 (unsigned long long) U64FromFullTransactionId(order),
+								 (long long) position));
+	set_cursor(r->name, order, position, applied, "live", true);
+	ledger_projections_changed();
+	return applied;
 }
 
 /*
@@ -48,7 +559,23 @@ lookup_projection(FunctionCallInfo fcinfo)
 Datum
 ledger_verify_projection(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(ledger_builtin_verify(lookup_projection(fcinfo)));
+	char	   *name = name_arg(fcinfo, 0, "projection name");
+	const BuiltinModel *m = ledger_builtin_lookup(name);
+	RegistryRow *r;
+	bool		ok;
+
+	if (m != NULL)
+		PG_RETURN_BOOL(ledger_builtin_verify(m));
+	SPI_connect();
+	r = lookup_registry(name, false);
+	if (r == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", name),
+				 errhint("SELECT name FROM ledger.projection_status lists the projections.")));
+	ok = verify_user(r);
+	SPI_finish();
+	PG_RETURN_BOOL(ok);
 }
 
 /*
@@ -57,5 +584,21 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 Datum
 ledger_rebuild_projection(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(ledger_builtin_rebuild(lookup_projection(fcinfo)));
+	char	   *name = name_arg(fcinfo, 0, "projection name");
+	const BuiltinModel *m = ledger_builtin_lookup(name);
+	RegistryRow *r;
+	int64		n;
+
+	if (m != NULL)
+		PG_RETURN_INT64(ledger_builtin_rebuild(m));
+	SPI_connect();
+	r = lookup_registry(name, true);
+	if (r == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", name),
+				 errhint("SELECT name FROM ledger.projection_status lists the projections.")));
+	n = rebuild_user(r);
+	SPI_finish();
+	PG_RETURN_INT64(n);
 }

@@ -1,0 +1,280 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.c
+ *	  Incremental maintenance of user projections: the registry as each
+ *	  backend caches it, the inline fold run by every append, and the range
+ *	  fold used by catch-up, fills and rebuilds.
+ *
+ * The cache of ledger.projections is read with the latest snapshot, not the
+ * transaction's, and is forgotten on relcache invalidation of the registry.
+ * Every change that matters to appenders (create, drop, a hand-over to
+ * inline) sends that invalidation and commits under a SHARE lock on
+ * ledger.events; appenders take ROW EXCLUSIVE there before they read the
+ * cache, which processes pending invalidations.  So an appender always
+ * sees the registry as of the last such change, whatever its isolation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
+
+#include "ledger_cqrs.h"
+#include "projection.h"
+
+/* Columns of ledger.projections we read. */
+#define Anum_proj_name			1
+#define Anum_proj_kind			2
+#define Anum_proj_mode			3
+#define Anum_proj_state			4
+#define Anum_proj_definition	5
+#define Anum_proj_schema		7
+#define Anum_proj_table			8
+
+static List *projections = NIL;
+static bool projections_valid = false;
+static MemoryContext projections_cxt = NULL;
+static Oid	registry_relid = InvalidOid;
+
+static void
+registry_inval_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == registry_relid)
+		projections_valid = false;
+}
+
+void
+ledger_apply_init(void)
+{
+	CacheRegisterRelcacheCallback(registry_inval_callback, (Datum) 0);
+}
+
+/*
+ * ledger_projections_changed -- tell every backend (at its next lock on
+ * ledger.events) to reload the registry.  Takes effect at commit.
+ */
+void
+ledger_projections_changed(void)
+{
+	CacheInvalidateRelcacheByRelid(ledger_catalog()->projections);
+}
+
+static char *
+text_attr(HeapTuple tup, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attno, desc, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * ledger_user_projections -- the registered user projections, cached.
+ */
+List *
+ledger_user_projections(void)
+{
+	const LedgerCatalog *c;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snap;
+	MemoryContext old;
+	int			nest;
+
+	if (projections_valid)
+		return projections;
+
+	c = ledger_catalog();
+	if (projections_cxt == NULL)
+		projections_cxt = AllocSetContextCreate(CacheMemoryContext,
+												"ledger_cqrs projections",
+												ALLOCSET_DEFAULT_SIZES);
+	else
+	{
+		ListCell   *lc;
+
+		foreach(lc, projections)
+		{
+			Projection *p = lfirst(lc);
+
+			if (p->inline_plan)
+				SPI_freeplan(p->inline_plan);
+		}
+		MemoryContextReset(projections_cxt);
+	}
+	projections = NIL;
+	registry_relid = c->projections;
+
+	/* valid from here: an invalidation while we read makes us read again */
+	projections_valid = true;
+
+	nest = ledger_push_fixed_search_path();
+	rel = table_open(c->projections, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		char	   *kind = text_attr(tup, desc, Anum_proj_kind);
+		char	   *mode;
+		char	   *state;
+		Projection *p;
+
+		if (strcmp(kind, "user") != 0)
+			continue;
+		mode = text_attr(tup, desc, Anum_proj_mode);
+		state = text_attr(tup, desc, Anum_proj_state);
+
+		old = MemoryContextSwitchTo(projections_cxt);
+		p = palloc0(sizeof(Projection));
+		p->name = text_attr(tup, desc, Anum_proj_name);
+		p->async = (strcmp(mode, "async") == 0);
+		p->state = state[0];
+		p->target = quote_qualified_identifier(text_attr(tup, desc, Anum_proj_schema),
+											   text_attr(tup, desc, Anum_proj_table));
+		p->def = ledger_parse_projection(text_attr(tup, desc, Anum_proj_definition));
+		projections = lappend(projections, p);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	AtEOXact_GUC(true, nest);
+	return projections;
+}
+
+/*
+ * ledger_apply_inline -- fold the events at positions (just appended by
+ * this transaction, visible to it) into every live inline projection.  An
+ * error names the projection and fails the append.
+ */
+void
+ledger_apply_inline(int64 *positions, int n)
+{
+	List	   *projs = ledger_user_projections();
+	ListCell   *lc;
+	bool		any_inline = false;
+	Datum		arg;
+	int			nest;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	foreach(lc, projs)
+	{
+		Projection *p = lfirst(lc);
+
+		if (p->async || p->state != 'l')
+			ledger_note_async_work();
+		else
+			any_inline = true;
+	}
+	if (!any_inline)
+		return;
+
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+		int			i;
+
+		for (i = 0; i < n; i++)
+			elems[i] = Int64GetDatum(positions[i]);
+		arg = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+
+	SPI_connect();
+	nest = ledger_push_fixed_search_path();
+	foreach(lc, projs)
+	{
+		Projection *p = lfirst(lc);
+		Oid			argtype = INT8ARRAYOID;
+
+		if (p->async || p->state != 'l')
+			continue;
+		if (p->inline_plan == NULL || !SPI_plan_is_valid(p->inline_plan))
+		{
+			char	   *sql = ledger_projection_fold_sql(p->def, p->target, PROJ_COND_POSITIONS);
+			SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
+
+			if (plan == NULL)
+				elog(ERROR, "could not prepare the fold of projection \"%s\": %s",
+					 p->name, SPI_result_code_string(SPI_result));
+			if (p->inline_plan)
+				SPI_freeplan(p->inline_plan);
+			SPI_keepplan(plan);
+			p->inline_plan = plan;
+		}
+
+		ledger_maintenance_depth++;
+		PG_TRY();
+		{
+			int			rc = SPI_execute_plan(p->inline_plan, &arg, NULL, false, 0);
+
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "fold of projection \"%s\" failed: %s", p->name,
+					 SPI_result_code_string(rc));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(edata->sqlerrcode),
+					 errmsg("projection \"%s\" failed on the appended events: %s",
+							p->name, edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0,
+					 errhint("Nothing was appended. Fix the events, or drop the projection with ledger.drop_projection('%s').",
+							 p->name)));
+		}
+		PG_END_TRY();
+		ledger_maintenance_depth--;
+	}
+	AtEOXact_GUC(true, nest);
+	SPI_finish();
+}
+
+/*
+ * ledger_fold_range -- fold into target the events after the cursor
+ * (from_order, from_position) and up to (to_order, to_position), or all
+ * of them after it if unbounded.  The caller is connected to SPI and has
+ * fixed the search_path.  Returns the number of rows written.
+ */
+int64
+ledger_fold_range(ProjectionDef *def, const char *target,
+				  FullTransactionId from_order, int64 from_position,
+				  FullTransactionId to_order, int64 to_position,
+				  bool unbounded)
+{
+	Oid			types[4] = {XID8OID, INT8OID, XID8OID, INT8OID};
+	Datum		values[4];
+	int			rc;
+
+	values[0] = FullTransactionIdGetDatum(from_order);
+	values[1] = Int64GetDatum(from_position);
+	values[2] = FullTransactionIdGetDatum(to_order);
+	values[3] = Int64GetDatum(to_position);
+
+	ledger_maintenance_depth++;
+	rc = SPI_execute_with_args(ledger_projection_fold_sql(def, target,
+														  unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE),
+							   unbounded ? 2 : 4, types, values, NULL, false, 0);
+	ledger_maintenance_depth--;
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "fold into %s failed: %s", target, SPI_result_code_string(rc));
+	return (int64) SPI_processed;
+}

@@ -1,0 +1,298 @@
+/*-------------------------------------------------------------------------
+ *
+ * catchup.c
+ *	  Catch-up of async projections, retroactive fills, and the hand-over
+ *	  of a filled inline projection to the appending transactions.
+ *
+ * Each projection that is not maintained inline follows the log with a
+ * cursor (checkpoint_order, checkpoint_position) in ledger.projections,
+ * exactly as a read_all consumer does: a batch is the events after the
+ * cursor whose tx_order is below the xmin of this transaction's snapshot,
+ * all of them committed.  The batch's rows and the new cursor are written in
+ * the same transaction, so a crash never applies an event twice or skips
+ * one.  The registry row is locked FOR UPDATE SKIP LOCKED, so the worker and
+ * a manual catch_up never fold the same batch twice.
+ *
+ * An inline projection created over a large log starts in state
+ * catching_up: appenders leave it alone and catch-up fills it in batches.
+ * When a batch reaches the horizon, the hand-over takes SHARE lock on
+ * ledger.events (waiting for in-flight appenders, holding new ones until
+ * commit), folds whatever committed since, marks the projection live and
+ * invalidates every backend's registry cache.  Appenders that take their
+ * lock after that commit fold inline; none can have appended in between.
+ *
+ * An async projection that fails on an event goes to state failed with
+ * last_error and stops advancing; appends go on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
+
+#include "ledger_cqrs.h"
+#include "readlog.h"
+#include "projection.h"
+
+int			ledger_fill_batch_size = 10000;
+int			ledger_fill_sync_limit = 10000;
+
+typedef struct BatchEnd
+{
+	FullTransactionId order;
+	int64		position;
+} BatchEnd;
+
+static bool
+note_batch_end(TupleTableSlot *slot, void *arg)
+{
+	BatchEnd   *end = (BatchEnd *) arg;
+	bool		isnull;
+
+	end->order = DatumGetFullTransactionId(slot_getattr(slot, Anum_events_tx_order, &isnull));
+	end->position = DatumGetInt64(slot_getattr(slot, Anum_events_position, &isnull));
+	return true;
+}
+
+/*
+ * count_batch -- how many events follow the cursor below horizon (at most
+ * max, -1 for no limit), and the cursor after the last of them.
+ */
+static int64
+count_batch(FullTransactionId from_order, int64 from_position,
+			FullTransactionId horizon, int64 max, BatchEnd *end)
+{
+	Relation	events = table_open(ledger_catalog()->events, AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	int64		n;
+
+	end->order = from_order;
+	end->position = from_position;
+	n = ledger_scan_log(events, snap, from_order, from_position, horizon, max,
+						note_batch_end, end);
+	UnregisterSnapshot(snap);
+	table_close(events, AccessShareLock);
+	return n;
+}
+
+static void
+save_cursor(const char *name, BatchEnd *end, int64 applied, const char *state)
+{
+	Oid			types[5] = {TEXTOID, XID8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = FullTransactionIdGetDatum(end->order);
+	values[2] = Int64GetDatum(end->position);
+	values[3] = Int64GetDatum(applied);
+	values[4] = CStringGetTextDatum(state);
+	if (SPI_execute_with_args("UPDATE ledger.projections SET checkpoint_order = $2,"
+							  " checkpoint_position = $3,"
+							  " events_applied = events_applied OPERATOR(pg_catalog.+) $4,"
+							  " state = $5, updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE name OPERATOR(pg_catalog.=) $1",
+							  5, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not save the checkpoint of projection \"%s\"", name);
+}
+
+/*
+ * fold_or_fail -- fold a batch in a subtransaction.  For an async
+ * projection an error marks it failed (and returns false); for an inline
+ * one being filled it propagates, since its appenders would fail the same
+ * way once it went live.
+ */
+static bool
+fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
+			 BatchEnd *end, bool unbounded)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int			depth = ledger_maintenance_depth;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		ledger_fold_range(p->def, p->target, from_order, from_position,
+						  end->order, end->position, unbounded);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ledger_maintenance_depth = depth;
+		if (!p->async)
+			ereport(ERROR,
+					(errcode(edata->sqlerrcode),
+					 errmsg("projection \"%s\" failed while filling: %s", p->name, edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0));
+
+		values[0] = CStringGetTextDatum(p->name);
+		values[1] = CStringGetTextDatum(edata->message);
+		if (SPI_execute_with_args("UPDATE ledger.projections SET state = 'failed', last_error = $2,"
+								  " updated_at = pg_catalog.clock_timestamp()"
+								  " WHERE name OPERATOR(pg_catalog.=) $1",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not mark projection \"%s\" failed", p->name);
+		ereport(WARNING,
+				(errmsg("projection \"%s\" failed and stops advancing: %s", p->name, edata->message),
+				 errhint("Fix it with ledger.rebuild_projection('%s'), or drop and re-create it.", p->name)));
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static Projection *
+find_projection(const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, ledger_user_projections())
+	{
+		Projection *p = lfirst(lc);
+
+		if (strcmp(p->name, name) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * ledger_catch_up_projection -- apply up to max_events (-1: all) pending
+ * events to one projection that follows the log (async, or being filled).
+ * Returns how many were applied.  Caller is connected to SPI with a fixed
+ * search_path.
+ */
+int64
+ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handover)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	char	   *mode;
+	char	   *state;
+	Projection *p;
+	FullTransactionId cursor_order;
+	int64		cursor_position;
+	FullTransactionId horizon;
+	BatchEnd	end;
+	int64		n;
+	int64		total = 0;
+
+	values[0] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args("SELECT mode, state, checkpoint_order, checkpoint_position"
+							  " FROM ledger.projections WHERE name OPERATOR(pg_catalog.=) $1"
+							  " AND kind OPERATOR(pg_catalog.=) 'user' FOR UPDATE SKIP LOCKED",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock projection \"%s\"", name);
+	if (SPI_processed == 0)
+		return 0;				/* being caught up or rebuilt by someone else */
+	row = SPI_copytuple(SPI_tuptable->vals[0]);
+	desc = SPI_tuptable->tupdesc;
+	mode = SPI_getvalue(row, desc, 1);
+	state = SPI_getvalue(row, desc, 2);
+	d = SPI_getbinval(row, desc, 3, &isnull);
+	cursor_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
+	cursor_position = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+
+	if (strcmp(state, "failed") == 0 || strcmp(state, "rebuilding") == 0)
+		return 0;
+	if (strcmp(mode, "inline") == 0 && strcmp(state, "live") == 0)
+		return 0;				/* the appenders keep it */
+
+	p = find_projection(name);
+	if (p == NULL)
+		return 0;
+
+	/* events below the xmin of the snapshot our fold will read with */
+	horizon = ledger_log_horizon(GetTransactionSnapshot());
+	n = count_batch(cursor_order, cursor_position, horizon,
+					max_events >= 0 ? max_events : -1, &end);
+	if (n > 0)
+	{
+		if (!fold_or_fail(p, cursor_order, cursor_position, &end, false))
+			return 0;
+		total += n;
+	}
+	if (max_events >= 0 && n >= max_events)
+	{
+		save_cursor(name, &end, n, state);
+		return total;			/* more to do */
+	}
+
+	/* at the horizon */
+	if (p->async)
+	{
+		save_cursor(name, &end, n, "live");
+		return total;
+	}
+	if (!allow_handover || IsolationUsesXactSnapshot())
+	{
+		save_cursor(name, &end, n, state);
+		return total;
+	}
+
+	/* hand-over: no appender can run between this fold and our commit */
+	if (SPI_execute("LOCK TABLE ledger.events IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock ledger.events");
+	{
+		BatchEnd	last;
+		int64		rest = count_batch(end.order, end.position,
+									   FullTransactionIdFromU64(PG_UINT64_MAX), -1, &last);
+
+		if (rest > 0)
+			(void) fold_or_fail(p, end.order, end.position, &last, true);
+		save_cursor(name, &last, n + rest, "live");
+		total += rest;
+	}
+	ledger_projections_changed();
+	return total;
+}
+
+/*
+ * ledger_catch_up_all -- catch up every projection that follows the log.
+ */
+int64
+ledger_catch_up_all(int64 max_events)
+{
+	ListCell   *lc;
+	List	   *names = NIL;
+	int64		total = 0;
+
+	foreach(lc, ledger_user_projections())
+	{
+		Projection *p = lfirst(lc);
+
+		if (p->state == 'f' || (!p->async && p->state == 'l'))
+			continue;
+		names = lappend(names, pstrdup(p->name));
+	}
+	foreach(lc, names)
+		total += ledger_catch_up_projection(lfirst(lc), max_events, true);
+	return total;
+}

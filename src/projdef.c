@@ -1,0 +1,562 @@
+/*-------------------------------------------------------------------------
+ *
+ * projdef.c
+ *	  Projection definitions: parse and analyze the user's query with
+ *	  PostgreSQL's own parser, check that it is a pure aggregate over
+ *	  ledger.events, and build the SQL that folds a batch of events into the
+ *	  projection's table.
+ *
+ * A definition has the shape
+ *
+ *	 SELECT <keys>, <count|sum|min|max ...> FROM ledger.events e
+ *			[, LATERAL <set-returning function of e>] [WHERE ...] GROUP BY <keys>
+ *
+ * The log is insert-only, so every change to the projection is an insert
+ * delta: the fold runs the user's query over just the new events and merges
+ * the result with INSERT ... ON CONFLICT (keys) DO UPDATE: counts and sums
+ * add, min takes LEAST, max GREATEST.  The batch is chosen by replacing the
+ * text of the ledger.events reference (located with the core lexer) by a
+ * subquery with a restriction, so the user's query text is reused verbatim.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "commands/defrem.h"
+#include "common/keywords.h"
+#include "catalog/pg_am.h"
+#include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
+#include "parser/scanner.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+
+#include "ledger_cqrs.h"
+#include "projection.h"
+
+#define REJECT(...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED), \
+			 errmsg("projection query not supported: " __VA_ARGS__), \
+			 errhint("A projection is SELECT <keys>, <count|sum|min|max> FROM ledger.events e [, LATERAL f(e)] [WHERE ...] GROUP BY <keys>.")))
+
+/*
+ * ledger_push_fixed_search_path -- analyze and run projection SQL in a fixed
+ * environment, whoever calls: search_path = pg_catalog, pg_temp, and the
+ * settings that decide what a literal means (TimeZone, DateStyle,
+ * IntervalStyle), so '2024-01-01'::timestamptz folds to the same value in
+ * every session.  Returns the GUC nest level to pass to AtEOXact_GUC.
+ */
+int
+ledger_push_fixed_search_path(void)
+{
+	static const char *const settings[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"TimeZone", "UTC"},
+		{"DateStyle", "ISO, YMD"},
+		{"IntervalStyle", "postgres"},
+	};
+	int			nest = NewGUCNestLevel();
+	size_t		i;
+
+	for (i = 0; i < lengthof(settings); i++)
+		(void) set_config_option(settings[i][0], settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/* Vars: no system columns, no tx_order, no whole-row references */
+static bool
+check_vars_walker(Node *node, void *context)
+{
+	int			events_rti = *(int *) context;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *v = (Var *) node;
+
+		if (v->varattno < 0)
+			REJECT("it reads a system column");
+		if ((int) v->varno == events_rti && v->varlevelsup == 0)
+		{
+			if (v->varattno == 0)
+				REJECT("it reads whole rows of ledger.events; name the columns");
+			if (v->varattno == Anum_events_tx_order)
+				REJECT("it reads tx_order, which is delivery bookkeeping, not event content");
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, check_vars_walker, context, 0);
+	return expression_tree_walker(node, check_vars_walker, context);
+}
+
+static bool
+mutable_func_checker(Oid func_id, void *context)
+{
+	if (func_volatile(func_id) != PROVOLATILE_IMMUTABLE)
+	{
+		*(Oid *) context = func_id;
+		return true;
+	}
+	return false;
+}
+
+/* find the first function that is not immutable, to name it */
+static bool
+find_mutable_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, mutable_func_checker, context))
+		return true;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, find_mutable_walker, context, 0);
+	return expression_tree_walker(node, find_mutable_walker, context);
+}
+
+static ProjColumnKind
+check_aggregate(Aggref *agg)
+{
+	HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(agg->aggfnoid));
+	Form_pg_proc proc;
+	ProjColumnKind kind;
+	char	   *name;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for function %u", agg->aggfnoid);
+	proc = (Form_pg_proc) GETSTRUCT(tp);
+	name = pstrdup(NameStr(proc->proname));
+	if (proc->pronamespace != PG_CATALOG_NAMESPACE)
+		REJECT("aggregate %s.%s is not one of count, sum, min, max",
+			   get_namespace_name(proc->pronamespace), name);
+	ReleaseSysCache(tp);
+
+	if (strcmp(name, "count") == 0)
+		kind = PROJ_COUNT;
+	else if (strcmp(name, "sum") == 0)
+		kind = PROJ_SUM;
+	else if (strcmp(name, "min") == 0)
+		kind = PROJ_MIN;
+	else if (strcmp(name, "max") == 0)
+		kind = PROJ_MAX;
+	else
+		REJECT("aggregate %s() is not one of count, sum, min, max", name);
+
+	if (agg->aggkind != AGGKIND_NORMAL)
+		REJECT("ordered-set or hypothetical aggregate %s()", name);
+	if (agg->aggdistinct != NIL)
+		REJECT("DISTINCT inside %s()", name);
+	if (agg->aggorder != NIL)
+		REJECT("ORDER BY inside %s()", name);
+	return kind;
+}
+
+static const char *
+rte_kind_name(RangeTblEntry *rte)
+{
+	switch (rte->rtekind)
+	{
+		case RTE_SUBQUERY:
+			return "a subquery in FROM";
+		case RTE_VALUES:
+			return "a VALUES list";
+		case RTE_CTE:
+			return "a WITH query (CTE)";
+		case RTE_TABLEFUNC:
+			return "a table function (XMLTABLE or JSON_TABLE)";
+		case RTE_NAMEDTUPLESTORE:
+			return "a transition table";
+		default:
+			return "an unsupported FROM item";
+	}
+}
+
+/*
+ * check_query -- the analyzed query has the supported shape and is pure.
+ * Returns the range table index of ledger.events.
+ */
+static int
+check_query(Query *q)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	int			events_rti = 0;
+	int			rti = 0;
+	ListCell   *lc;
+	Oid			mutable_fn = InvalidOid;
+
+	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL)
+		REJECT("it is not a SELECT");
+	if (q->cteList != NIL)
+		REJECT("a WITH query (CTE)");
+	if (q->hasSubLinks)
+		REJECT("a subquery (sublink)");
+	if (q->hasWindowFuncs)
+		REJECT("a window function");
+	if (q->distinctClause != NIL)
+		REJECT("DISTINCT");
+	if (q->havingQual != NULL)
+		REJECT("HAVING");
+	if (q->sortClause != NIL)
+		REJECT("ORDER BY");
+	if (q->limitCount != NULL || q->limitOffset != NULL)
+		REJECT("LIMIT or OFFSET");
+	if (q->setOperations != NULL)
+		REJECT("UNION, INTERSECT or EXCEPT");
+	if (q->rowMarks != NIL)
+		REJECT("FOR UPDATE or FOR SHARE");
+	if (q->groupingSets != NIL)
+		REJECT("GROUPING SETS, ROLLUP or CUBE");
+	if (q->hasTargetSRFs)
+		REJECT("a set-returning function in the select list; put it in FROM as LATERAL");
+
+	foreach(lc, q->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		rti++;
+		switch (rte->rtekind)
+		{
+			case RTE_RELATION:
+				if (rte->relid != c->events)
+					REJECT("it reads relation %s; a projection may read only ledger.events",
+						   get_rel_name(rte->relid));
+				if (events_rti != 0)
+					REJECT("it reads ledger.events more than once");
+				events_rti = rti;
+				break;
+			case RTE_FUNCTION:
+			case RTE_JOIN:
+				break;
+			default:
+				REJECT("%s", rte_kind_name(rte));
+		}
+	}
+	if (events_rti == 0)
+		REJECT("it does not read FROM ledger.events");
+	if (q->groupClause == NIL)
+		REJECT("it has no GROUP BY; the group keys become the table's primary key");
+
+	(void) query_tree_walker(q, check_vars_walker, &events_rti, 0);
+
+	if (contain_mutable_functions((Node *) q))
+	{
+		(void) query_tree_walker(q, find_mutable_walker, &mutable_fn, 0);
+		if (OidIsValid(mutable_fn))
+		{
+			char		vol = func_volatile(mutable_fn);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("projection query not supported: it is not a pure function of the events"),
+					 errdetail("%s() is %s; a projection may call only immutable functions.",
+							   get_func_name(mutable_fn),
+							   vol == PROVOLATILE_VOLATILE ? "volatile" : "stable"),
+					 errhint("Derive values from the event itself, e.g. e.recorded_at instead of now().")));
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projection query not supported: it is not a pure function of the events"),
+				 errdetail("It uses a volatile or stable expression, such as CURRENT_TIMESTAMP or a stable cast.")));
+	}
+	return events_rti;
+}
+
+/*
+ * find_events_rangevar -- the RangeVar of ledger.events in a FROM list.
+ */
+static RangeVar *
+find_events_rangevar(List *from)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	ListCell   *lc;
+
+	foreach(lc, from)
+	{
+		Node	   *n = lfirst(lc);
+
+		if (IsA(n, RangeVar))
+		{
+			RangeVar   *rv = (RangeVar *) n;
+
+			if (RangeVarGetRelid(rv, NoLock, true) == c->events)
+				return rv;
+		}
+		else if (IsA(n, JoinExpr))
+		{
+			JoinExpr   *j = (JoinExpr *) n;
+			RangeVar   *rv = find_events_rangevar(list_make2(j->larg, j->rarg));
+
+			if (rv != NULL)
+				return rv;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * name_end -- where the (possibly qualified) name starting at start ends:
+ * the offset of the next token, found with the core lexer.
+ */
+static int
+name_end(const char *query, int start)
+{
+	core_yy_extra_type extra;
+	core_YYSTYPE lval;
+	YYLTYPE		lloc;
+	core_yyscan_t scanner = scanner_init(query + start, &extra,
+										 &ScanKeywords, ScanKeywordTokens);
+	bool		want_name = true;
+	int			end = strlen(query + start);
+
+	for (;;)
+	{
+		int			tok = core_yylex(&lval, &lloc, scanner);
+
+		if (tok == 0)
+			break;
+		if (want_name)
+			want_name = false;
+		else if (tok == '.')
+			want_name = true;
+		else
+		{
+			end = lloc;
+			break;
+		}
+	}
+	scanner_finish(scanner);
+	return start + end;
+}
+
+/* report parse positions against the projection's query, not the caller's */
+static void
+definition_error_callback(void *arg)
+{
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery((const char *) arg);
+	}
+	else
+		errcontext("projection query: %s", (const char *) arg);
+}
+
+/*
+ * ledger_parse_projection -- parse, analyze and check a definition.  Raises
+ * 42601 on a syntax error and 0A000 on anything unsupported.  The caller
+ * has fixed the search_path.
+ */
+ProjectionDef *
+ledger_parse_projection(const char *query)
+{
+	ProjectionDef *def = palloc0(sizeof(ProjectionDef));
+	List	   *raw;
+	RawStmt    *rs;
+	SelectStmt *sel;
+	Query	   *q;
+	RangeVar   *rv;
+	ListCell   *lc;
+	int			end;
+	int			i;
+	char	   *normalized;
+	ErrorContextCallback errcb;
+
+	errcb.callback = definition_error_callback;
+	errcb.arg = (void *) query;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	raw = raw_parser(query, RAW_PARSE_DEFAULT);
+	if (list_length(raw) != 1)
+		REJECT("it must be exactly one SELECT statement");
+	rs = linitial_node(RawStmt, raw);
+	if (!IsA(rs->stmt, SelectStmt))
+		REJECT("it is not a SELECT");
+	sel = (SelectStmt *) rs->stmt;
+	if (sel->op != SETOP_NONE)
+		REJECT("UNION, INTERSECT or EXCEPT");
+	if (sel->intoClause != NULL)
+		REJECT("SELECT INTO");
+	if (sel->withClause != NULL)
+		REJECT("a WITH query (CTE)");
+	if (sel->valuesLists != NIL)
+		REJECT("a VALUES list");
+
+#if PG_VERSION_NUM >= 150000
+	q = parse_analyze_fixedparams(rs, query, NULL, 0, NULL);
+#else
+	q = parse_analyze(rs, query, NULL, 0, NULL);
+#endif
+	(void) check_query(q);
+
+	/* the columns: every one a group key or an allowed aggregate */
+	def->query = pstrdup(query);
+	def->ncols = 0;
+	foreach(lc, q->targetList)
+		if (!lfirst_node(TargetEntry, lc)->resjunk)
+			def->ncols++;
+	if (list_length(q->targetList) != def->ncols)
+		REJECT("every GROUP BY key must also be in the select list");
+	def->colnames = palloc(sizeof(char *) * def->ncols);
+	def->kinds = palloc(sizeof(ProjColumnKind) * def->ncols);
+	def->coltypes = palloc(sizeof(Oid) * def->ncols);
+	def->coltypmods = palloc(sizeof(int32) * def->ncols);
+	def->colcollations = palloc(sizeof(Oid) * def->ncols);
+	i = 0;
+	foreach(lc, q->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+		int			j;
+
+		if (tle->resname == NULL || strcmp(tle->resname, "?column?") == 0)
+			REJECT("column %d has no name; give it one with AS", i + 1);
+		for (j = 0; j < i; j++)
+			if (strcmp(def->colnames[j], tle->resname) == 0)
+				REJECT("column name \"%s\" appears twice", tle->resname);
+		def->colnames[i] = pstrdup(tle->resname);
+		def->coltypes[i] = exprType((Node *) tle->expr);
+		def->coltypmods[i] = exprTypmod((Node *) tle->expr);
+		def->colcollations[i] = exprCollation((Node *) tle->expr);
+
+		if (tle->ressortgroupref != 0 &&
+			get_sortgroupref_clause_noerr(tle->ressortgroupref, q->groupClause) != NULL)
+		{
+			def->kinds[i] = PROJ_KEY;
+			if (!OidIsValid(GetDefaultOpClass(def->coltypes[i], BTREE_AM_OID)))
+				REJECT("key column \"%s\" has type %s, which cannot be part of a primary key",
+					   tle->resname, format_type_be(def->coltypes[i]));
+		}
+		else if (IsA(tle->expr, Aggref))
+			def->kinds[i] = check_aggregate((Aggref *) tle->expr);
+		else
+			REJECT("column \"%s\" is neither a GROUP BY key nor count, sum, min or max of the events",
+				   tle->resname);
+		i++;
+	}
+
+	/* where the ledger.events reference is, to splice batches in */
+	rv = find_events_rangevar(sel->fromClause);
+	if (rv == NULL)
+		REJECT("it does not read FROM ledger.events");
+	if (!rv->inh)
+		REJECT("FROM ONLY");
+	end = name_end(query, rv->location);
+	def->prefix = pnstrdup(query, rv->location);
+	def->suffix = pstrdup(query + end);
+	def->need_alias = (rv->alias == NULL);
+
+	/* the hash that stamps snapshots: of the normalized query */
+#if PG_VERSION_NUM >= 150000
+	normalized = pg_get_querydef(q, false);
+#else
+	normalized = nodeToString(q->targetList);
+#endif
+	def->hash = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(md5_text,
+																   CStringGetTextDatum(normalized))));
+	error_context_stack = errcb.previous;
+	return def;
+}
+
+/*
+ * ledger_projection_source -- the user's query over only the events that
+ * satisfy cond (a restriction on ledger.events' columns).
+ */
+char *
+ledger_projection_source(ProjectionDef *def, const char *cond)
+{
+	return psprintf("%s(SELECT * FROM ledger.events WHERE %s) %s%s",
+					def->prefix, cond, def->need_alias ? "AS events " : "",
+					def->suffix);
+}
+
+/*
+ * ledger_projection_columns -- "q.a, q.b, ..." (quoted), qualifier optional.
+ */
+char *
+ledger_projection_columns(ProjectionDef *def, const char *qualifier)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < def->ncols; i++)
+		appendStringInfo(&buf, "%s%s%s%s", i > 0 ? ", " : "",
+						 qualifier ? qualifier : "", qualifier ? "." : "",
+						 quote_identifier(def->colnames[i]));
+	return buf.data;
+}
+
+/*
+ * ledger_projection_fold_sql -- merge the aggregate of the events that
+ * satisfy cond into target.
+ */
+char *
+ledger_projection_fold_sql(ProjectionDef *def, const char *target, const char *cond)
+{
+	StringInfoData buf;
+	char	   *cols = ledger_projection_columns(def, NULL);
+	bool		first = true;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s AS t (%s) SELECT %s FROM (%s) AS d (%s) ON CONFLICT (",
+					 target, cols, cols, ledger_projection_source(def, cond), cols);
+	for (i = 0; i < def->ncols; i++)
+		if (def->kinds[i] == PROJ_KEY)
+		{
+			appendStringInfo(&buf, "%s%s", first ? "" : ", ", quote_identifier(def->colnames[i]));
+			first = false;
+		}
+	appendStringInfoString(&buf, ") DO ");
+	first = true;
+	for (i = 0; i < def->ncols; i++)
+	{
+		const char *c = quote_identifier(def->colnames[i]);
+
+		if (def->kinds[i] == PROJ_KEY)
+			continue;
+		appendStringInfoString(&buf, first ? "UPDATE SET " : ", ");
+		first = false;
+		switch (def->kinds[i])
+		{
+			case PROJ_COUNT:
+				appendStringInfo(&buf, "%s = t.%s OPERATOR(pg_catalog.+) EXCLUDED.%s", c, c, c);
+				break;
+			case PROJ_SUM:
+				appendStringInfo(&buf, "%s = CASE WHEN t.%s IS NULL THEN EXCLUDED.%s"
+								 " WHEN EXCLUDED.%s IS NULL THEN t.%s"
+								 " ELSE t.%s OPERATOR(pg_catalog.+) EXCLUDED.%s END",
+								 c, c, c, c, c, c, c);
+				break;
+			case PROJ_MIN:
+				appendStringInfo(&buf, "%s = LEAST(t.%s, EXCLUDED.%s)", c, c, c);
+				break;
+			case PROJ_MAX:
+				appendStringInfo(&buf, "%s = GREATEST(t.%s, EXCLUDED.%s)", c, c, c);
+				break;
+			case PROJ_KEY:
+				break;
+		}
+	}
+	if (first)
+		appendStringInfoString(&buf, "NOTHING");
+	return buf.data;
+}

@@ -1,0 +1,356 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The projector: a background worker that keeps every async projection
+ *	  caught up and fills new projections over large logs.
+ *
+ * ledger.start_projector() registers a dynamic worker for the current
+ * database; with ledger_cqrs in shared_preload_libraries a static one runs
+ * in the database named by ledger_cqrs.database.  The worker loops: one
+ * transaction calling ledger.catch_up(NULL, batch), again at once if that
+ * applied anything, else it sleeps on its latch for at most
+ * ledger_cqrs.projector_naptime.
+ *
+ * Appenders wake it: when a transaction that appended commits while some
+ * projection follows the log, its commit callback sets the projector's latch
+ * (its pid is kept in ledger.projector and cached per backend), so a commit
+ * is picked up within milliseconds rather than a naptime.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "ledger_cqrs.h"
+#include "projection.h"
+
+PG_FUNCTION_INFO_V1(ledger_start_projector);
+PG_FUNCTION_INFO_V1(ledger_stop_projector);
+
+PGDLLEXPORT void ledger_projector_main(Datum main_arg);
+
+#define PROJECTOR_TYPE "ledger_cqrs projector"
+
+int			ledger_projector_naptime = 1000;	/* ms */
+char	   *ledger_projector_database = NULL;
+
+/* backend-local: did this transaction append while projections follow? */
+static bool wake_on_commit = false;
+static int	cached_projector_pid = -1;	/* -1: unknown, 0: none */
+static Oid	projector_relid = InvalidOid;
+
+static void
+projector_inval_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == projector_relid)
+		cached_projector_pid = -1;
+}
+
+static void
+worker_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_on_commit && cached_projector_pid > 0)
+	{
+		PGPROC	   *proc = BackendPidGetProc(cached_projector_pid);
+
+		if (proc != NULL)
+			SetLatch(&proc->procLatch);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_on_commit = false;
+}
+
+/* the pid recorded in ledger.projector for this database, or 0 */
+static int
+read_projector_pid(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snap;
+	int			pid = 0;
+
+	projector_relid = get_relname_relid("projector", ledger_catalog()->schema);
+	if (!OidIsValid(projector_relid))
+		return 0;
+	rel = table_open(projector_relid, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+
+		if (DatumGetObjectId(heap_getattr(tup, 1, RelationGetDescr(rel), &isnull)) == MyDatabaseId)
+			pid = DatumGetInt32(heap_getattr(tup, 2, RelationGetDescr(rel), &isnull));
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return pid;
+}
+
+/*
+ * ledger_note_async_work -- this transaction appended events that some
+ * projection will pick up after commit: wake the projector then.
+ */
+void
+ledger_note_async_work(void)
+{
+	if (cached_projector_pid < 0)
+		cached_projector_pid = read_projector_pid();
+	wake_on_commit = true;
+}
+
+void
+ledger_worker_init(void)
+{
+	DefineCustomIntVariable("ledger_cqrs.projector_naptime",
+							"Longest sleep of the projector between checks for new events, in milliseconds.",
+							"Appending transactions wake it at commit; this bounds the wait otherwise.",
+							&ledger_projector_naptime, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("ledger_cqrs.database",
+							   "Database in which the projector started by shared_preload_libraries runs.",
+							   NULL, &ledger_projector_database, "postgres",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	RegisterXactCallback(worker_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(projector_inval_callback, (Datum) 0);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 10;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "ledger_cqrs");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ledger_projector_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, PROJECTOR_TYPE);
+		snprintf(worker.bgw_type, BGW_MAXLEN, PROJECTOR_TYPE);
+		worker.bgw_main_arg = ObjectIdGetDatum(InvalidOid);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+/* one iteration: catch up everything; returns events applied */
+static int64
+projector_round(void)
+{
+	int64		applied = 0;
+	bool		isnull;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "ledger_cqrs projector: catch_up");
+
+	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
+	{
+		char	   *sql = psprintf("SELECT ledger.catch_up(NULL, %d)", ledger_fill_batch_size);
+
+		if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "ledger.catch_up failed");
+		applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return applied;
+}
+
+/* record our pid so appenders can wake us */
+static void
+register_self(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
+	{
+		char	   *sql = psprintf("DELETE FROM ledger.projector WHERE database = %u;"
+								   " INSERT INTO ledger.projector VALUES (%u, %d, pg_catalog.now())",
+								   MyDatabaseId, MyDatabaseId, MyProcPid);
+
+		if (SPI_execute(sql, false, 0) < 0)
+			elog(ERROR, "could not record the projector");
+		CacheInvalidateRelcacheByRelid(get_relname_relid("projector", get_namespace_oid("ledger", false)));
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * ledger_projector_main -- the worker's entry point.  main_arg is the
+ * database OID (InvalidOid: ledger_cqrs.database); bgw_extra holds the
+ * role to connect as.
+ */
+void
+ledger_projector_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	Oid			roleoid;
+	volatile bool registered = false;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	memcpy(&roleoid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	if (OidIsValid(dboid))
+		BackgroundWorkerInitializeConnectionByOid(dboid, roleoid, 0);
+	else
+		BackgroundWorkerInitializeConnection(ledger_projector_database, NULL, 0);
+
+	for (;;)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		int64		applied = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		PG_TRY();
+		{
+			if (!registered)
+			{
+				register_self();
+				registered = true;
+			}
+			applied = projector_round();
+		}
+		PG_CATCH();
+		{
+			/* log it, roll back, and try again after a nap */
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			applied = 0;
+		}
+		PG_END_TRY();
+
+		if (applied > 0)
+			continue;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ledger_projector_naptime, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* pids of the projectors running in this database */
+static List *
+running_projectors(void)
+{
+	List	   *pids = NIL;
+	uint64		i;
+	bool		isnull;
+
+	SPI_connect();
+	if (SPI_execute(psprintf("SELECT pid FROM pg_catalog.pg_stat_activity"
+							 " WHERE backend_type OPERATOR(pg_catalog.=) '%s' AND datid OPERATOR(pg_catalog.=) %u",
+							 PROJECTOR_TYPE, MyDatabaseId), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_stat_activity");
+	for (i = 0; i < SPI_processed; i++)
+		pids = lappend_int(pids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 1, &isnull)));
+	SPI_finish();
+	return pids;
+}
+
+/*
+ * ledger_ensure_projector -- the projector's pid in this database,
+ * starting one if none runs; 0 (with a WARNING) if it cannot start.
+ */
+int
+ledger_ensure_projector(void)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+	List	   *pids;
+	Oid			owner = GetUserId();
+
+	pids = running_projectors();
+	if (pids != NIL)
+		return linitial_int(pids);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ledger_cqrs");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ledger_projector_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, PROJECTOR_TYPE " for database %u", MyDatabaseId);
+	snprintf(worker.bgw_type, BGW_MAXLEN, PROJECTOR_TYPE);
+	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+	memcpy(worker.bgw_extra, &owner, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start the ledger_cqrs projector"),
+				 errhint("Raise max_worker_processes, or drive projections with ledger.catch_up() or CALL ledger.wait_for_projection().")));
+		return 0;
+	}
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+	{
+		ereport(WARNING,
+				(errmsg("the ledger_cqrs projector did not start")));
+		return 0;
+	}
+	return (int) pid;
+}
+
+/*
+ * ledger.start_projector() -> integer: the projector's pid
+ */
+Datum
+ledger_start_projector(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(ledger_ensure_projector());
+}
+
+/*
+ * ledger.stop_projector() -> boolean: whether one was running
+ */
+Datum
+ledger_stop_projector(PG_FUNCTION_ARGS)
+{
+	List	   *pids = running_projectors();
+	ListCell   *lc;
+
+	foreach(lc, pids)
+		(void) DirectFunctionCall2(pg_terminate_backend, Int32GetDatum(lfirst_int(lc)),
+								   Int64GetDatum(0));
+	PG_RETURN_BOOL(pids != NIL);
+}
