@@ -516,7 +516,6 @@ rebuild_user(RegistryRow *r)
 
 	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
 					  " WHERE name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(r->name)), SPI_OK_UPDATE);
-	spi_exec("DROP TABLE IF EXISTS pg_temp.ledger_rebuild_shadow", SPI_OK_UTILITY);
 	spi_exec(psprintf("CREATE TEMP TABLE ledger_rebuild_shadow (LIKE %s INCLUDING INDEXES) ON COMMIT DROP",
 					  r->target), SPI_OK_UTILITY);
 
