@@ -98,8 +98,9 @@ REVOKE ALL ON FUNCTION ledger.stream_version(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.read_stream(text, bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.read_all(bigint, integer) FROM PUBLIC;
 
--- The log is the one thing a dump must carry.
-SELECT pg_catalog.pg_extension_config_dump('ledger.events', '');
+-- What a dump carries.  CREATE EXTENSION itself appends positions 1-9 (the
+-- currency registrations below) in any database, so a dump leaves them out.
+SELECT pg_catalog.pg_extension_config_dump('ledger.events', 'WHERE position > 9');
 SELECT pg_catalog.pg_extension_config_dump('ledger.events_position_seq', '');
 
 ------------------------------------------------------------------------------
@@ -247,6 +248,7 @@ CREATE TABLE ledger.projections (
     checkpoint_position bigint      NOT NULL DEFAULT 0,
     events_applied      bigint      NOT NULL DEFAULT 0,
     fill_total          bigint,                 -- events to fill, while catching up
+    needs_reset         boolean     NOT NULL DEFAULT false,  -- restored: refill from the log
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at          timestamptz,
     last_error          text
@@ -377,6 +379,16 @@ BEGIN
 END
 $$;
 
+-- A projection that follows the log with a cursor cannot keep it across
+-- pg_restore: restored events get new tx_order values.  Rows loaded with
+-- ledger_cqrs.restoring = on are reset, and the projector refills them.
+CREATE FUNCTION ledger.projections_restore() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_projections_restore';
+REVOKE ALL ON FUNCTION ledger.projections_restore() FROM PUBLIC;
+CREATE TRIGGER projections_restore BEFORE INSERT ON ledger.projections
+    FOR EACH ROW EXECUTE FUNCTION ledger.projections_restore();
+ALTER TABLE ledger.projections ENABLE ALWAYS TRIGGER projections_restore;
+
 -- Written only by the extension, for every role.
 CREATE FUNCTION ledger.projection_guard() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_read_model_guard';
@@ -397,7 +409,7 @@ SELECT ledger.register_currency(c.code, c.scale)
   FROM (VALUES ('USD', 2), ('EUR', 2), ('GBP', 2), ('JPY', 0), ('CHF', 2),
                ('CNY', 2), ('INR', 2), ('BHD', 3), ('KWD', 3)) AS c(code, scale);
 
-SELECT pg_catalog.pg_extension_config_dump('ledger.currencies', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.currencies', 'WHERE position > 9');
 SELECT pg_catalog.pg_extension_config_dump('ledger.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.balances', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.account_entries', '');

@@ -205,7 +205,7 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	int64		total = 0;
 
 	values[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args("SELECT mode, state, checkpoint_order, checkpoint_position"
+	if (SPI_execute_with_args("SELECT mode, state, checkpoint_order, checkpoint_position, needs_reset"
 							  " FROM ledger.projections WHERE name OPERATOR(pg_catalog.=) $1"
 							  " AND kind OPERATOR(pg_catalog.=) 'user' FOR UPDATE SKIP LOCKED",
 							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -228,6 +228,19 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	p = find_projection(name);
 	if (p == NULL)
 		return 0;
+
+	/* restored from a dump: start over from an empty table */
+	if (DatumGetBool(SPI_getbinval(row, desc, 5, &isnull)))
+	{
+		ledger_maintenance_depth++;
+		if (SPI_execute(psprintf("DELETE FROM %s", p->target), false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not empty %s", p->target);
+		ledger_maintenance_depth--;
+		if (SPI_execute_with_args("UPDATE ledger.projections SET needs_reset = false"
+								  " WHERE name OPERATOR(pg_catalog.=) $1",
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not reset projection \"%s\"", name);
+	}
 
 	/* events below the xmin of the snapshot our fold will read with */
 	horizon = ledger_log_horizon(GetTransactionSnapshot());

@@ -23,6 +23,7 @@
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "replication/logicalworker.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
@@ -32,6 +33,7 @@
 #include "ledger_cqrs.h"
 
 PG_FUNCTION_INFO_V1(ledger_events_guard);
+PG_FUNCTION_INFO_V1(ledger_projections_restore);
 
 static const char *
 trigger_operation(TriggerEvent ev)
@@ -102,4 +104,53 @@ ledger_events_guard(PG_FUNCTION_ARGS)
 			 errdetail("Appended events are never changed or removed, by any role."),
 			 errhint("Record a correction by appending a compensating event.")));
 	return PointerGetDatum(NULL);	/* keep compiler quiet */
+}
+
+/*
+ * ledger_projections_restore -- BEFORE INSERT row trigger on
+ * ledger.projections.  A user projection that follows the log with a
+ * (tx_order, position) cursor, loaded by pg_restore, keeps a cursor that
+ * means nothing against the restored log (whose tx_order values are new):
+ * mark it to be emptied and refilled from the log.  Inline projections that
+ * were live are restored consistent with the log and need nothing.
+ */
+Datum
+ledger_projections_restore(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	row;
+	bool		isnull;
+	char	   *kind;
+	char	   *mode;
+	char	   *state;
+	int			cols[5];
+	Datum		values[5];
+	bool		nulls[5] = {false, false, true, false, false};
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "ledger_projections_restore: not called as a row trigger");
+	row = td->tg_trigtuple;
+	if (!ledger_restoring)
+		return PointerGetDatum(row);
+
+	desc = RelationGetDescr(td->tg_relation);
+	kind = TextDatumGetCString(heap_getattr(row, SPI_fnumber(desc, "kind"), desc, &isnull));
+	mode = TextDatumGetCString(heap_getattr(row, SPI_fnumber(desc, "mode"), desc, &isnull));
+	state = TextDatumGetCString(heap_getattr(row, SPI_fnumber(desc, "state"), desc, &isnull));
+	if (strcmp(kind, "user") != 0 ||
+		(strcmp(mode, "inline") == 0 && strcmp(state, "live") == 0))
+		return PointerGetDatum(row);
+
+	cols[0] = SPI_fnumber(desc, "state");
+	values[0] = CStringGetTextDatum("catching_up");
+	cols[1] = SPI_fnumber(desc, "needs_reset");
+	values[1] = BoolGetDatum(true);
+	cols[2] = SPI_fnumber(desc, "checkpoint_order");
+	values[2] = (Datum) 0;
+	cols[3] = SPI_fnumber(desc, "checkpoint_position");
+	values[3] = Int64GetDatum(0);
+	cols[4] = SPI_fnumber(desc, "events_applied");
+	values[4] = Int64GetDatum(0);
+	return PointerGetDatum(heap_modify_tuple_by_cols(row, desc, 5, cols, values, nulls));
 }
