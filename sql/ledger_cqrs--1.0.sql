@@ -147,8 +147,25 @@ CREATE TABLE ledger.account_entries (
     side          text    NOT NULL,
     amount        numeric NOT NULL,
     balance_after numeric NOT NULL,
+    recorded_at   timestamptz NOT NULL,     -- the posting's append time, for balance_at
     PRIMARY KEY (account, currency, position)
 );
+
+-- Balance checkpoints: every ledger_cqrs.snapshot_interval postings of an
+-- account in a currency, written by the posting itself, so that balance_at
+-- folds at most one interval of entries.
+CREATE TABLE ledger.balance_snapshots (
+    account        text        NOT NULL,
+    currency       text        NOT NULL,
+    position       bigint      NOT NULL,
+    recorded_at    timestamptz NOT NULL,
+    postings       bigint      NOT NULL,
+    debits_posted  numeric     NOT NULL,
+    credits_posted numeric     NOT NULL,
+    balance        numeric     NOT NULL,
+    PRIMARY KEY (account, currency, position)
+);
+CREATE INDEX balance_snapshots_time_idx ON ledger.balance_snapshots (account, currency, recorded_at);
 
 -- The trial balance, derived from the balances rather than kept as one row
 -- per currency that every transfer would have to update.
@@ -160,7 +177,8 @@ SELECT b.currency,
  GROUP BY b.currency;
 
 REVOKE ALL ON ledger.currencies, ledger.accounts, ledger.balances,
-              ledger.account_entries, ledger.currency_totals FROM PUBLIC;
+              ledger.account_entries, ledger.currency_totals,
+              ledger.balance_snapshots FROM PUBLIC;
 
 -- Read models refuse every write that is not the extension's own.
 CREATE FUNCTION ledger.read_model_guard() RETURNS trigger
@@ -171,7 +189,8 @@ DO $guard$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['currencies', 'accounts', 'balances', 'account_entries'] LOOP
+    FOREACH t IN ARRAY ARRAY['currencies', 'accounts', 'balances', 'account_entries',
+                             'balance_snapshots'] LOOP
         EXECUTE pg_catalog.format(
             'CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON ledger.%I
                FOR EACH STATEMENT EXECUTE FUNCTION ledger.read_model_guard()',
@@ -403,6 +422,117 @@ REVOKE ALL ON FUNCTION ledger.stop_projector() FROM PUBLIC;
 REVOKE ALL ON PROCEDURE ledger.wait_for_projection(text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledger.projection_guard() TO PUBLIC;
 
+------------------------------------------------------------------------------
+-- 5. Snapshots and time travel
+------------------------------------------------------------------------------
+
+-- The balance including every posting at or before a position: the nearest
+-- balance snapshot at or before it, plus at most snapshot_interval entries.
+CREATE FUNCTION ledger.balance_at(account text, currency text, as_of_position bigint)
+    RETURNS numeric
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT COALESCE(s.balance, 0) OPERATOR(pg_catalog.+) COALESCE((
+             SELECT pg_catalog.sum(CASE WHEN e.side OPERATOR(pg_catalog.=) 'credit'
+                                        THEN e.amount ELSE OPERATOR(pg_catalog.-) e.amount END)
+               FROM ledger.account_entries e
+              WHERE e.account OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2
+                AND e.position OPERATOR(pg_catalog.>) COALESCE(s.position, 0)
+                AND e.position OPERATOR(pg_catalog.<=) $3), 0)
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (
+             SELECT b.position, b.balance FROM ledger.balance_snapshots b
+              WHERE b.account OPERATOR(pg_catalog.=) $1 AND b.currency OPERATOR(pg_catalog.=) $2
+                AND b.position OPERATOR(pg_catalog.<=) $3
+              ORDER BY b.position DESC LIMIT 1) AS s ON true
+$$;
+
+-- The same as of a time: every posting whose append time (recorded_at) is
+-- at or before as_of.  Within one account and currency append times follow
+-- positions, so the entries to fold lie between the snapshot at or before
+-- as_of and the first one after it.
+CREATE FUNCTION ledger.balance_at(account text, currency text, as_of timestamptz)
+    RETURNS numeric
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT COALESCE(s.balance, 0) OPERATOR(pg_catalog.+) COALESCE((
+             SELECT pg_catalog.sum(CASE WHEN e.side OPERATOR(pg_catalog.=) 'credit'
+                                        THEN e.amount ELSE OPERATOR(pg_catalog.-) e.amount END)
+               FROM ledger.account_entries e
+              WHERE e.account OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2
+                AND e.position OPERATOR(pg_catalog.>) COALESCE(s.position, 0)
+                AND e.position OPERATOR(pg_catalog.<) COALESCE(n.position, 9223372036854775807)
+                AND e.recorded_at OPERATOR(pg_catalog.<=) $3), 0)
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (
+             SELECT b.position, b.balance FROM ledger.balance_snapshots b
+              WHERE b.account OPERATOR(pg_catalog.=) $1 AND b.currency OPERATOR(pg_catalog.=) $2
+                AND b.recorded_at OPERATOR(pg_catalog.<=) $3
+              ORDER BY b.recorded_at DESC, b.position DESC LIMIT 1) AS s ON true
+      LEFT JOIN LATERAL (
+             SELECT b.position FROM ledger.balance_snapshots b
+              WHERE b.account OPERATOR(pg_catalog.=) $1 AND b.currency OPERATOR(pg_catalog.=) $2
+                AND b.recorded_at OPERATOR(pg_catalog.>) $3
+              ORDER BY b.recorded_at, b.position LIMIT 1) AS n ON true
+$$;
+
+REVOKE ALL ON FUNCTION ledger.balance_at(text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.balance_at(text, text, timestamptz) FROM PUBLIC;
+
+-- Stream snapshots, for users' own aggregates.
+CREATE TABLE ledger.stream_snapshots (
+    stream   text        NOT NULL,
+    version  bigint      NOT NULL,
+    state    jsonb       NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (stream, version)
+);
+REVOKE ALL ON ledger.stream_snapshots FROM PUBLIC;
+
+CREATE FUNCTION ledger.save_snapshot(stream text, version bigint, state jsonb)
+    RETURNS void
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_save_snapshot';
+
+CREATE FUNCTION ledger.load_snapshot(stream text)
+    RETURNS TABLE (version bigint, state jsonb)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT s.version, s.state FROM ledger.stream_snapshots s
+     WHERE s.stream OPERATOR(pg_catalog.=) $1
+     ORDER BY s.version DESC LIMIT 1
+$$;
+
+REVOKE ALL ON FUNCTION ledger.save_snapshot(text, bigint, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.load_snapshot(text) FROM PUBLIC;
+
+-- Projection snapshots: a projection's rows at its checkpoint, stamped with
+-- the hash of its normalized definition.  Rebuilds and refills start from
+-- the newest one whose hash still matches.
+CREATE TABLE ledger.projection_snapshots (
+    name                text        NOT NULL,
+    definition_hash     text        NOT NULL,
+    checkpoint_order    xid8        NOT NULL,
+    checkpoint_position bigint      NOT NULL,
+    events_applied      bigint      NOT NULL,
+    taken_at            timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    row_count           bigint      NOT NULL,
+    rows                jsonb       NOT NULL,
+    PRIMARY KEY (name, checkpoint_order, checkpoint_position)
+);
+REVOKE ALL ON ledger.projection_snapshots FROM PUBLIC;
+
+CREATE FUNCTION ledger.snapshot_projection(name text)
+    RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_snapshot_projection';
+REVOKE ALL ON FUNCTION ledger.snapshot_projection(text) FROM PUBLIC;
+
 -- Common ISO 4217 currencies, registered through the command so that the
 -- log holds their CurrencyRegistered events.
 SELECT ledger.register_currency(c.code, c.scale)
@@ -413,4 +543,6 @@ SELECT pg_catalog.pg_extension_config_dump('ledger.currencies', 'WHERE position 
 SELECT pg_catalog.pg_extension_config_dump('ledger.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.balances', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.account_entries', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.balance_snapshots', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.stream_snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('ledger.projections', 'WHERE kind <> ''builtin''');

@@ -37,7 +37,7 @@ PG_FUNCTION_INFO_V1(ledger_read_model_guard);
 #define LEGS_SQL \
 	"SELECT l->>'account' AS account, l->>'currency' AS currency," \
 	" l->>'side' AS side, (l->>'amount')::pg_catalog.numeric AS amount," \
-	" e.position, e.data->>'transfer_id' AS transfer_id" \
+	" e.position, e.data->>'transfer_id' AS transfer_id, e.recorded_at" \
 	" FROM ledger.events e, pg_catalog.jsonb_array_elements(e.data->'legs') l" \
 	" WHERE e.type OPERATOR(pg_catalog.=) 'TransferPosted'"
 
@@ -82,11 +82,11 @@ static const BuiltinModel models[] = {
 	},
 	{
 		"ledger.account_entries", "ledger.account_entries",
-		"account, currency, position, transfer_id, side, amount, balance_after",
+		"account, currency, position, transfer_id, side, amount, balance_after, recorded_at",
 		"account, currency, position",
 		"SELECT account, currency, position, transfer_id, side, amount,"
 		" pg_catalog.sum(CASE side WHEN 'credit' THEN amount ELSE OPERATOR(pg_catalog.-) amount END)"
-		" OVER (PARTITION BY account, currency ORDER BY position)"
+		" OVER (PARTITION BY account, currency ORDER BY position), recorded_at"
 		" FROM (" LEGS_SQL ") legs"
 	},
 	{

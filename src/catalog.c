@@ -72,6 +72,7 @@ catalog_inval_callback(Datum arg, Oid relid)
 		relid == cat.currencies_pkey || relid == cat.accounts ||
 		relid == cat.accounts_pkey || relid == cat.balances ||
 		relid == cat.balances_pkey || relid == cat.account_entries ||
+		relid == cat.balance_snapshots ||
 		relid == cat.projections)
 		cat_valid = false;
 
@@ -143,6 +144,7 @@ ledger_catalog(void)
 		cat.balances = lookup_rel("balances", schema);
 		cat.balances_pkey = lookup_rel("balances_pkey", schema);
 		cat.account_entries = lookup_rel("account_entries", schema);
+		cat.balance_snapshots = lookup_rel("balance_snapshots", schema);
 		cat.projections = lookup_rel("projections", schema);
 		cat_valid = true;
 	}

@@ -85,6 +85,21 @@ count_batch(FullTransactionId from_order, int64 from_position,
 	return n;
 }
 
+/*
+ * maybe_snapshot -- a snapshot each time a projection that follows the log
+ * crosses a multiple of projection_snapshot_interval applied events.
+ */
+static void
+maybe_snapshot(Projection *p, BatchEnd *end, int64 before, int64 applied)
+{
+	int64		every = ledger_projection_snapshot_interval;
+
+	if (every <= 0 || applied <= 0 || (before + applied) / every == before / every)
+		return;
+	(void) ledger_take_projection_snapshot(p->name, p->def, p->target, end->order,
+										   end->position, before + applied);
+}
+
 static void
 save_cursor(const char *name, BatchEnd *end, int64 applied, const char *state)
 {
@@ -203,9 +218,10 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	BatchEnd	end;
 	int64		n;
 	int64		total = 0;
+	int64		before;
 
 	values[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args("SELECT mode, state, checkpoint_order, checkpoint_position, needs_reset"
+	if (SPI_execute_with_args("SELECT mode, state, checkpoint_order, checkpoint_position, needs_reset, events_applied"
 							  " FROM ledger.projections WHERE name OPERATOR(pg_catalog.=) $1"
 							  " AND kind OPERATOR(pg_catalog.=) 'user' FOR UPDATE SKIP LOCKED",
 							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -219,6 +235,7 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	d = SPI_getbinval(row, desc, 3, &isnull);
 	cursor_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
 	cursor_position = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+	before = DatumGetInt64(SPI_getbinval(row, desc, 6, &isnull));
 
 	if (strcmp(state, "failed") == 0 || strcmp(state, "rebuilding") == 0)
 		return 0;
@@ -240,6 +257,7 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 								  " WHERE name OPERATOR(pg_catalog.=) $1",
 								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not reset projection \"%s\"", name);
+		before = 0;
 	}
 
 	/* events below the xmin of the snapshot our fold will read with */
@@ -255,6 +273,7 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	if (max_events >= 0 && n >= max_events)
 	{
 		save_cursor(name, &end, n, state);
+		maybe_snapshot(p, &end, before, n);
 		return total;			/* more to do */
 	}
 
@@ -262,11 +281,13 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	if (p->async)
 	{
 		save_cursor(name, &end, n, "live");
+		maybe_snapshot(p, &end, before, n);
 		return total;
 	}
 	if (!allow_handover || IsolationUsesXactSnapshot())
 	{
 		save_cursor(name, &end, n, state);
+		maybe_snapshot(p, &end, before, n);
 		return total;
 	}
 
@@ -307,5 +328,6 @@ ledger_catch_up_all(int64 max_events)
 	}
 	foreach(lc, names)
 		total += ledger_catch_up_projection(lfirst(lc), max_events, true);
+	ledger_auto_snapshot_inline();
 	return total;
 }

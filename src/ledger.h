@@ -35,6 +35,7 @@ typedef struct LedgerLeg
 } LedgerLeg;
 
 /* posting.c */
+extern int	ledger_snapshot_interval;
 extern void ledger_posting_init(void);
 extern int	ledger_currency_scale(text *code);
 extern Numeric ledger_check_amount(Numeric amount, text *currency, int scale,

@@ -44,6 +44,16 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("ledger_cqrs.snapshot_interval",
+							"Postings per account and currency between balance snapshots (0 = off).",
+							"balance_at folds at most this many postings after the nearest snapshot.",
+							&ledger_snapshot_interval, 1000, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ledger_cqrs.projection_snapshot_interval",
+							"Events between automatic snapshots of a projection (0 = off).",
+							"Rebuilds start from the newest snapshot whose definition hash matches.",
+							&ledger_projection_snapshot_interval, 100000, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ledger_cqrs.fill_batch_size",
 							"Events folded per transaction when a projection is filled or caught up.",
 							NULL, &ledger_fill_batch_size, 10000, 1, INT_MAX,

@@ -43,6 +43,7 @@
  */
 #define LEDGER_LOCK_STREAM		0x4C01
 #define LEDGER_LOCK_BALANCE		0x4C02
+#define LEDGER_LOCK_SNAPSHOT	0x4C03
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog
@@ -60,6 +61,7 @@ typedef struct LedgerCatalog
 	Oid			balances;
 	Oid			balances_pkey;
 	Oid			account_entries;
+	Oid			balance_snapshots;
 	Oid			projections;
 } LedgerCatalog;
 

@@ -62,7 +62,8 @@
 #define Anum_balances_debits	3
 #define Anum_balances_credits	4
 #define Anum_balances_postings	6
-#define Natts_entries			7
+#define Natts_entries			8
+#define Natts_snapshots			8
 
 /* Columns of ledger.accounts and ledger.currencies we read. */
 #define Anum_accounts_flags		2
@@ -89,6 +90,8 @@ typedef struct CurrencyEntry
 	char		code[16];
 	int			scale;
 } CurrencyEntry;
+
+int			ledger_snapshot_interval = 1000;
 
 static HTAB *currency_cache = NULL;
 static Oid	currency_cache_relid = InvalidOid;	/* ledger.currencies */
@@ -710,10 +713,12 @@ apply_legs(PostSlot *slots, int n, int *flags, text *transfer_id)
  * ledger.account_entries.
  */
 static void
-write_models(Relation balances, PostSlot *slots, int n, text *transfer_id, int64 position)
+write_models(Relation balances, PostSlot *slots, int n, text *transfer_id,
+			 int64 position, TimestampTz recorded_at)
 {
 	const LedgerCatalog *c = ledger_catalog();
 	Relation	entries = table_open(c->account_entries, RowExclusiveLock);
+	Relation	snapshots = NULL;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -747,11 +752,35 @@ write_models(Relation balances, PostSlot *slots, int n, text *transfer_id, int64
 		ev[4] = CStringGetTextDatum(s->leg->debit ? "debit" : "credit");
 		ev[5] = NumericGetDatum(s->leg->amount);
 		ev[6] = NumericGetDatum(balance);
+		ev[7] = TimestampTzGetDatum(recorded_at);
 		tup = heap_form_tuple(RelationGetDescr(entries), ev, en);
 		ledger_insert_tuple(entries, tup);
 		heap_freetuple(tup);
+
+		/* a balance checkpoint every snapshot_interval postings */
+		if (ledger_snapshot_interval > 0 && (s->postings + 1) % ledger_snapshot_interval == 0)
+		{
+			Datum		sv[Natts_snapshots];
+			bool		sn[Natts_snapshots] = {0};
+
+			if (snapshots == NULL)
+				snapshots = table_open(c->balance_snapshots, RowExclusiveLock);
+			sv[0] = PointerGetDatum(s->leg->account);
+			sv[1] = PointerGetDatum(s->leg->currency);
+			sv[2] = Int64GetDatum(position);
+			sv[3] = TimestampTzGetDatum(recorded_at);
+			sv[4] = Int64GetDatum(s->postings + 1);
+			sv[5] = NumericGetDatum(s->new_debits);
+			sv[6] = NumericGetDatum(s->new_credits);
+			sv[7] = NumericGetDatum(balance);
+			tup = heap_form_tuple(RelationGetDescr(snapshots), sv, sn);
+			ledger_insert_tuple(snapshots, tup);
+			heap_freetuple(tup);
+		}
 	}
 	table_close(entries, NoLock);
+	if (snapshots != NULL)
+		table_close(snapshots, NoLock);
 }
 
 /*
@@ -772,6 +801,7 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	Snapshot	snap;
 	int64		position;
 	LedgerNewEvent ev;
+	LedgerAppended appended;
 	int			i;
 
 	events = table_open(c->events, RowExclusiveLock);
@@ -849,9 +879,10 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	ev.type = cstring_to_text("TransferPosted");
 	ev.data = transfer_event_data(transfer_id, legs, nlegs, metadata);
 	ev.metadata = ledger_empty_object();
-	position = ledger_append_to_stream(stream, 0, &ev, 1).position;
+	appended = ledger_append_to_stream(stream, 0, &ev, 1);
+	position = appended.position;
 
-	write_models(balances, slots, nlegs, transfer_id, position);
+	write_models(balances, slots, nlegs, transfer_id, position, appended.recorded_at);
 	CommandCounterIncrement();
 
 	ExecDropSingleTupleTableSlot(tts);

@@ -42,6 +42,12 @@ PG_FUNCTION_INFO_V1(ledger_drop_projection);
 PG_FUNCTION_INFO_V1(ledger_catch_up);
 PG_FUNCTION_INFO_V1(ledger_verify_projection);
 PG_FUNCTION_INFO_V1(ledger_rebuild_projection);
+PG_FUNCTION_INFO_V1(ledger_snapshot_projection);
+
+int			ledger_projection_snapshot_interval = 100000;
+
+/* how many snapshots of one projection are kept */
+#define PROJECTION_SNAPSHOTS_KEPT 3
 
 /* A user projection's registry row, as the API functions need it. */
 typedef struct RegistryRow
@@ -500,6 +506,111 @@ verify_user(RegistryRow *r)
 }
 
 /*
+ * ledger_take_projection_snapshot -- store target's rows as the state of
+ * projection name at cursor (order, position), stamped with the hash of its
+ * definition; keep the newest few.  The caller guarantees that the rows are
+ * exactly the fold of the events up to the cursor (it holds the registry row,
+ * and for an inline projection a SHARE lock on ledger.events).  Caller is
+ * connected to SPI.  Returns position.
+ */
+int64
+ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char *target,
+								FullTransactionId order, int64 position, int64 applied)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, XID8OID, INT8OID, INT8OID};
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(def->hash);
+	values[2] = FullTransactionIdGetDatum(order);
+	values[3] = Int64GetDatum(position);
+	values[4] = Int64GetDatum(applied);
+	if (SPI_execute_with_args(psprintf("INSERT INTO ledger.projection_snapshots (name, definition_hash,"
+									   " checkpoint_order, checkpoint_position, events_applied, row_count, rows)"
+									   " SELECT $1, $2, $3, $4, $5, pg_catalog.count(*),"
+									   " COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t)), '[]')"
+									   " FROM %s t ON CONFLICT DO NOTHING", target),
+							  5, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not snapshot projection \"%s\"", name);
+	if (SPI_execute_with_args(psprintf("DELETE FROM ledger.projection_snapshots s"
+									   " WHERE s.name OPERATOR(pg_catalog.=) $1"
+									   " AND ROW(s.checkpoint_order, s.checkpoint_position) OPERATOR(pg_catalog.<) ("
+									   " SELECT k.checkpoint_order, k.checkpoint_position"
+									   " FROM ledger.projection_snapshots k WHERE k.name OPERATOR(pg_catalog.=) $1"
+									   " ORDER BY k.checkpoint_order DESC, k.checkpoint_position DESC"
+									   " OFFSET %d LIMIT 1)", PROJECTION_SNAPSHOTS_KEPT - 1),
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not prune snapshots of projection \"%s\"", name);
+	return position;
+}
+
+/*
+ * latest_snapshot -- the newest snapshot of name whose definition hash
+ * matches; false if none.  Loads its rows into table into.
+ */
+static bool
+latest_snapshot(const char *name, ProjectionDef *def, const char *target, const char *into,
+				FullTransactionId *order, int64 *position)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(def->hash);
+	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position FROM ledger.projection_snapshots"
+							  " WHERE name OPERATOR(pg_catalog.=) $1 AND definition_hash OPERATOR(pg_catalog.=) $2"
+							  " ORDER BY checkpoint_order DESC, checkpoint_position DESC LIMIT 1",
+							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ledger.projection_snapshots");
+	if (SPI_processed == 0)
+		return false;
+	*order = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+	{
+		Oid			t3[3] = {TEXTOID, XID8OID, INT8OID};
+		Datum		v3[3];
+		char	   *cols = ledger_projection_columns(def, NULL);
+
+		v3[0] = values[0];
+		v3[1] = FullTransactionIdGetDatum(*order);
+		v3[2] = Int64GetDatum(*position);
+		if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM ledger.projection_snapshots s,"
+										   " pg_catalog.jsonb_populate_recordset(NULL::%s, s.rows) r"
+										   " WHERE s.name OPERATOR(pg_catalog.=) $1"
+										   " AND s.checkpoint_order OPERATOR(pg_catalog.=) $2"
+										   " AND s.checkpoint_position OPERATOR(pg_catalog.=) $3",
+										   into, cols, ledger_projection_columns(def, "r"), target),
+								  3, t3, v3, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not load the snapshot of projection \"%s\"", name);
+	}
+	return true;
+}
+
+/* -1, 0, 1 as cursor a is before, at, after cursor b */
+static int
+cursor_cmp(FullTransactionId ao, int64 ap, FullTransactionId bo, int64 bp)
+{
+	if (FullTransactionIdPrecedes(ao, bo))
+		return -1;
+	if (FullTransactionIdFollows(ao, bo))
+		return 1;
+	return (ap > bp) - (ap < bp);
+}
+
+static int64
+events_between(FullTransactionId from_order, int64 from_position,
+			   FullTransactionId to_order, int64 to_position)
+{
+	return spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
+							  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.>) ROW('%llu'::pg_catalog.xid8, %lld)"
+							  " AND ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
+							  (unsigned long long) U64FromFullTransactionId(from_order), (long long) from_position,
+							  (unsigned long long) U64FromFullTransactionId(to_order), (long long) to_position));
+}
+
+/*
  * rebuild_user -- recompute into a shadow table while appends go on, then
  * replace the live rows in one step.  Readers see the old complete table
  * until the new one commits.
@@ -510,18 +621,29 @@ rebuild_user(RegistryRow *r)
 	ProjectionDef *def = ledger_parse_projection(r->definition);
 	char	   *cols = ledger_projection_columns(def, NULL);
 	const char *shadow = "pg_temp.ledger_rebuild_shadow";
+	FullTransactionId start_order = FullTransactionIdFromU64(0);
+	int64		start_position = 0;
 	FullTransactionId order;
 	int64		position;
-	int64		applied;
+	int64		replayed;
 
 	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
 					  " WHERE name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(r->name)), SPI_OK_UPDATE);
 	spi_exec(psprintf("CREATE TEMP TABLE ledger_rebuild_shadow (LIKE %s INCLUDING INDEXES) ON COMMIT DROP",
 					  r->target), SPI_OK_UTILITY);
 
+	/* start from the newest snapshot of this very definition, if any */
+	(void) latest_snapshot(r->name, def, r->target, shadow, &start_order, &start_position);
+
 	/* the bulk, below the horizon, without blocking anyone */
 	last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
-	ledger_fold_range(def, shadow, FullTransactionIdFromU64(0), 0, order, position, false);
+	if (cursor_cmp(order, position, start_order, start_position) > 0)
+		ledger_fold_range(def, shadow, start_order, start_position, order, position, false);
+	else
+	{
+		order = start_order;
+		position = start_position;
+	}
 
 	if (!r->async)
 	{
@@ -531,10 +653,14 @@ rebuild_user(RegistryRow *r)
 		/* the rest under SHARE lock: appenders wait until we commit */
 		spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
 		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &last_order, &last_position);
-		ledger_fold_range(def, shadow, order, position, last_order, last_position, true);
-		order = last_order;
-		position = last_position;
+		if (cursor_cmp(last_order, last_position, order, position) > 0)
+		{
+			ledger_fold_range(def, shadow, order, position, last_order, last_position, true);
+			order = last_order;
+			position = last_position;
+		}
 	}
+	replayed = events_between(start_order, start_position, order, position);
 
 	ledger_maintenance_depth++;
 	spi_exec(psprintf("DELETE FROM %s", r->target), SPI_OK_DELETE);
@@ -543,13 +669,96 @@ rebuild_user(RegistryRow *r)
 	ledger_maintenance_depth--;
 	spi_exec("DROP TABLE pg_temp.ledger_rebuild_shadow", SPI_OK_UTILITY);
 
+	set_cursor(r->name, order, position,
+			   spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
+								  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
+								  (unsigned long long) U64FromFullTransactionId(order),
+								  (long long) position)),
+			   "live", true);
+	ledger_projections_changed();
+	return replayed;
+}
+
+/*
+ * ledger.snapshot_projection(name) -> bigint: the checkpoint position
+ */
+Datum
+ledger_snapshot_projection(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "projection name");
+	RegistryRow *r;
+	ProjectionDef *def;
+	FullTransactionId order;
+	int64		position;
+	int64		applied;
+	int			nest;
+
+	if (ledger_builtin_lookup(name) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projection \"%s\" is built in; its checkpoints are the balance snapshots", name),
+				 errhint("See ledger_cqrs.snapshot_interval and ledger.balance_at().")));
+	nest = ledger_push_fixed_search_path();
+	SPI_connect();
+	r = lookup_registry(name, true);
+	if (r == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", name)));
+	def = ledger_parse_projection(r->definition);
+	if (!r->async && strcmp(r->state, "live") == 0)
+	{
+		/* an inline projection is at the head of the log: hold it still */
+		spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
+	}
+	else
+	{
+		order = r->checkpoint_order;
+		position = r->checkpoint_position;
+	}
 	applied = spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
 								 " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
-								 (unsigned long long) U64FromFullTransactionId(order),
-								 (long long) position));
-	set_cursor(r->name, order, position, applied, "live", true);
-	ledger_projections_changed();
-	return applied;
+								 (unsigned long long) U64FromFullTransactionId(order), (long long) position));
+	(void) ledger_take_projection_snapshot(r->name, def, r->target, order, position, applied);
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	PG_RETURN_INT64(position);
+}
+
+/*
+ * ledger_auto_snapshot_inline -- snapshot every live inline projection
+ * that is projection_snapshot_interval events past its last snapshot.
+ * Called by catch-up (the projector); caller is connected to SPI.
+ */
+void
+ledger_auto_snapshot_inline(void)
+{
+	ListCell   *lc;
+	List	   *due = NIL;
+
+	if (ledger_projection_snapshot_interval <= 0)
+		return;
+	foreach(lc, ledger_user_projections())
+	{
+		Projection *p = lfirst(lc);
+
+		if (p->async || p->state != 'l')
+			continue;
+		if (spi_count(psprintf("SELECT COALESCE(pg_catalog.max(position), 0)"
+							   " OPERATOR(pg_catalog.-) COALESCE((SELECT pg_catalog.max(checkpoint_position)"
+							   " FROM ledger.projection_snapshots WHERE name OPERATOR(pg_catalog.=) %s"
+							   " AND definition_hash OPERATOR(pg_catalog.=) %s), 0) FROM ledger.events",
+							   quote_literal_cstr(p->name), quote_literal_cstr(p->def->hash)))
+			>= ledger_projection_snapshot_interval)
+			due = lappend(due, pstrdup(p->name));
+	}
+	foreach(lc, due)
+	{
+		if (SPI_execute(psprintf("SELECT ledger.snapshot_projection(%s)",
+								 quote_literal_cstr((char *) lfirst(lc))), false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not snapshot projection \"%s\"", (char *) lfirst(lc));
+	}
 }
 
 /*

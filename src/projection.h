@@ -76,6 +76,13 @@ extern int64 ledger_fold_range(ProjectionDef *def, const char *target,
 							   bool unbounded);
 extern void ledger_apply_init(void);
 
+/* projection.c */
+extern int	ledger_projection_snapshot_interval;
+extern int64 ledger_take_projection_snapshot(const char *name, ProjectionDef *def,
+											 const char *target, FullTransactionId order,
+											 int64 position, int64 applied);
+extern void ledger_auto_snapshot_inline(void);
+
 /* catchup.c */
 extern int64 ledger_catch_up_projection(const char *name, int64 max_events,
 										bool allow_handover);
