@@ -17,7 +17,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -285,6 +289,20 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		}
 	appendStringInfoString(&ddl, "))");
 	spi_exec(ddl.data, SPI_OK_UTILITY);
+
+	/*
+	 * The table belongs with the extension: DROP EXTENSION refuses without
+	 * CASCADE and takes it along with CASCADE.  (A normal dependency, not
+	 * membership, so pg_dump still dumps the table and its rows.)
+	 */
+	{
+		ObjectAddress table;
+		ObjectAddress extension;
+
+		ObjectAddressSet(table, RelationRelationId, get_relname_relid(rv->relname, nsp));
+		ObjectAddressSet(extension, ExtensionRelationId, get_extension_oid("ledger_cqrs", false));
+		recordDependencyOn(&table, &extension, DEPENDENCY_NORMAL);
+	}
 
 	/* the rest as the extension's owner */
 	GetUserIdAndSecContext(&save_uid, &save_sec);

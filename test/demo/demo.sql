@@ -66,6 +66,39 @@ SELECT currency, debits, credits, debits = credits AS balanced
 \echo '== The audit trail: every command is one event in ledger.events'
 SELECT position, stream, version, type FROM ledger.events WHERE position > 9 ORDER BY position;
 
+\echo
+\echo '== 3. A retroactive projection: a new read model over the whole existing log'
+SELECT ledger.create_projection('spending', $$
+    SELECT l->>'account' AS account, l->>'currency' AS currency,
+           count(*) AS payments, sum((l->>'amount')::numeric) AS spent, max(e.recorded_at) AS last_paid_at
+      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
+     WHERE e.type = 'TransferPosted' AND l->>'side' = 'debit'
+     GROUP BY 1, 2 $$);
+SELECT account, currency, payments, spent FROM spending ORDER BY account, currency;
+\echo 'It is inline: the next transfer updates it in the same transaction'
+SELECT ledger.transfer('coffee-1', 'alice', 'bob', 4.50, 'USD') AS position;
+SELECT account, currency, payments, spent FROM spending WHERE account = 'alice' ORDER BY currency;
+
+\echo
+\echo '== 4. An async projection: maintained after commit, its lag visible'
+SELECT ledger.create_projection('event_counts', 'SELECT type, count(*) AS events FROM ledger.events GROUP BY type', 'async');
+SELECT ledger.append('order:1002', 'OrderPlaced', '{"sku": "pen", "qty": 1}') AS version;
+SELECT name, mode, state, lag_events FROM ledger.projection_status WHERE name = 'event_counts';
+SELECT ledger.catch_up('event_counts') AS applied;
+SELECT name, mode, state, lag_events FROM ledger.projection_status WHERE name = 'event_counts';
+SELECT type, events FROM event_counts ORDER BY type;
+
+\echo
+\echo '== 5. Balance as of: a past position or a past moment'
+SELECT clock_timestamp() AS before_bonus \gset
+SELECT ledger.transfer('bonus-1', 'bank', 'alice', 250.00, 'USD') AS position;
+SELECT e.position, e.transfer_id, e.balance_after,
+       ledger.balance_at('alice', 'USD', e.position) AS balance_at_position
+  FROM ledger.account_entries e WHERE account = 'alice' AND currency = 'USD' ORDER BY position;
+SELECT ledger.balance_at('alice', 'USD', :'before_bonus'::timestamptz) AS alice_usd_before_bonus,
+       ledger.balance_at('alice', 'USD', now() + interval '1 second') AS alice_usd_now;
+
+\echo
 \echo '== Read models are projections of the log, verifiable at any time'
 SELECT name, kind, mode, state, ledger.verify_projection(name) AS verified
   FROM ledger.projection_status ORDER BY name;
