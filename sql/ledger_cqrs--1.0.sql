@@ -57,6 +57,15 @@ CREATE TRIGGER events_append_only_row
 ALTER TABLE ledger.events ENABLE ALWAYS TRIGGER events_append_only_stmt;
 ALTER TABLE ledger.events ENABLE ALWAYS TRIGGER events_append_only_row;
 
+-- On a logical replication subscriber: fold replicated events into the
+-- subscriber's own projections.  Does nothing anywhere else.
+CREATE FUNCTION ledger.events_replicated() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_events_replicated';
+REVOKE ALL ON FUNCTION ledger.events_replicated() FROM PUBLIC;
+CREATE TRIGGER events_replicated AFTER INSERT ON ledger.events
+    FOR EACH ROW EXECUTE FUNCTION ledger.events_replicated();
+ALTER TABLE ledger.events ENABLE ALWAYS TRIGGER events_replicated;
+
 CREATE FUNCTION ledger.append(stream text, type text, data jsonb,
                               expected_version bigint DEFAULT NULL,
                               metadata jsonb DEFAULT '{}')

@@ -20,6 +20,7 @@
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "replication/logicalworker.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -115,6 +116,9 @@ ledger_read_model_guard(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	/* pg_restore loading a dump (superuser, ledger_cqrs.restoring = on) */
 	if (ledger_restoring && TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		return PointerGetDatum(NULL);
+	/* a logical replication subscriber applying the publisher's changes */
+	if (IsLogicalWorker())
 		return PointerGetDatum(NULL);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -15,7 +15,9 @@
  *	- pg_restore run by a superuser with ledger_cqrs.restoring = on.
  *
  * For those rows the row trigger recomputes tx_order locally, since the
- * publisher's or the dump's transaction ids mean nothing here.
+ * publisher's or the dump's transaction ids mean nothing here, and on a
+ * subscriber an AFTER trigger folds each replicated event into the local
+ * projections.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,9 +33,11 @@
 #include "utils/xid8.h"
 
 #include "ledger_cqrs.h"
+#include "projection.h"
 
 PG_FUNCTION_INFO_V1(ledger_events_guard);
 PG_FUNCTION_INFO_V1(ledger_projections_restore);
+PG_FUNCTION_INFO_V1(ledger_events_replicated);
 
 static const char *
 trigger_operation(TriggerEvent ev)
@@ -153,4 +157,29 @@ ledger_projections_restore(PG_FUNCTION_ARGS)
 	cols[4] = SPI_fnumber(desc, "events_applied");
 	values[4] = Int64GetDatum(0);
 	return PointerGetDatum(heap_modify_tuple_by_cols(row, desc, 5, cols, values, nulls));
+}
+
+/*
+ * ledger_events_replicated -- AFTER INSERT row trigger on ledger.events,
+ * ENABLE ALWAYS.  On a logical replication subscriber the apply worker
+ * inserts the publisher's events through the executor; fold each into the
+ * subscriber's own inline projections (and wake its projector for the async
+ * ones), exactly as an append would.  The built-in read models are
+ * replicated as tables; the read-model guards admit the apply worker.
+ */
+Datum
+ledger_events_replicated(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	bool		isnull;
+	int64		position;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "ledger_events_replicated: not called as a row trigger");
+	if (!IsLogicalWorker())
+		return PointerGetDatum(NULL);
+	position = DatumGetInt64(heap_getattr(td->tg_trigtuple, Anum_events_position,
+										  RelationGetDescr(td->tg_relation), &isnull));
+	ledger_apply_inline(&position, 1);
+	return PointerGetDatum(NULL);
 }
