@@ -171,55 +171,67 @@ spi_int8(const char *sql)
 }
 
 /*
- * ledger_builtin_verify -- compare a built-in model with its recomputation
- * from the log (EXCEPT ALL, both ways).  Reports the first differing keys
- * in a NOTICE and returns false when they differ.
+ * ledger_compare_with_log -- compare the rows of live with the recomputation
+ * (a query whose columns are cols), EXCEPT ALL both ways.  When they differ,
+ * a NOTICE names the first differing keys and the result is false.  Caller
+ * is connected to SPI.
  */
 bool
-ledger_builtin_verify(const BuiltinModel *m)
+ledger_compare_with_log(const char *name, const char *recompute, const char *cols,
+						const char *keys, const char *live)
 {
-	const char *live = m->table ? m->table : m->name;
 	char	   *diff;
-	bool		ok;
+	StringInfoData buf;
+	uint64		i;
 
-	SPI_connect();
 	diff = psprintf("SELECT * FROM ("
 					"SELECT 'missing' AS problem, %s FROM ((%s) EXCEPT ALL SELECT %s FROM %s) a"
 					" UNION ALL "
 					"SELECT 'unexpected', %s FROM (SELECT %s FROM %s EXCEPT ALL (%s)) b"
 					") d ORDER BY problem, %s LIMIT 5",
-					m->keys, recompute_sql(m), m->columns, live,
-					m->keys, m->columns, live, recompute_sql(m), m->keys);
+					keys, recompute, cols, live,
+					keys, cols, live, recompute, keys);
 	if (SPI_execute(diff, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "verify query failed");
-	ok = (SPI_processed == 0);
-	if (!ok)
+	if (SPI_processed == 0)
+		return true;
+
+	initStringInfo(&buf);
+	for (i = 0; i < SPI_processed; i++)
 	{
-		StringInfoData buf;
-		uint64		i;
+		HeapTuple	t = SPI_tuptable->vals[i];
+		int			col;
 
-		initStringInfo(&buf);
-		for (i = 0; i < SPI_processed; i++)
+		appendStringInfo(&buf, "%s%s (", i > 0 ? "; " : "",
+						 SPI_getvalue(t, SPI_tuptable->tupdesc, 1));
+		for (col = 2; col <= SPI_tuptable->tupdesc->natts; col++)
 		{
-			HeapTuple	t = SPI_tuptable->vals[i];
-			int			col;
+			char	   *v = SPI_getvalue(t, SPI_tuptable->tupdesc, col);
 
-			appendStringInfo(&buf, "%s%s (", i > 0 ? "; " : "",
-							 SPI_getvalue(t, SPI_tuptable->tupdesc, 1));
-			for (col = 2; col <= SPI_tuptable->tupdesc->natts; col++)
-			{
-				char	   *v = SPI_getvalue(t, SPI_tuptable->tupdesc, col);
-
-				appendStringInfo(&buf, "%s%s=%s", col > 2 ? ", " : "",
-								 SPI_fname(SPI_tuptable->tupdesc, col), v ? v : "NULL");
-			}
-			appendStringInfoChar(&buf, ')');
+			appendStringInfo(&buf, "%s%s=%s", col > 2 ? ", " : "",
+							 SPI_fname(SPI_tuptable->tupdesc, col), v ? v : "NULL");
 		}
-		ereport(NOTICE,
-				(errmsg("projection %s differs from the log", m->name),
-				 errdetail("First differing rows (missing = in the log but not in the table): %s.",
-						   buf.data)));
+		appendStringInfoChar(&buf, ')');
 	}
+	ereport(NOTICE,
+			(errmsg("projection %s differs from the log", name),
+			 errdetail("First differing rows (missing = in the log but not in the table): %s.",
+					   buf.data)));
+	return false;
+}
+
+/*
+ * ledger_builtin_verify -- compare a built-in model with its recomputation
+ * from the log.
+ */
+bool
+ledger_builtin_verify(const BuiltinModel *m)
+{
+	bool		ok;
+
+	SPI_connect();
+	ok = ledger_compare_with_log(m->name, recompute_sql(m), m->columns, m->keys,
+								 m->table ? m->table : m->name);
 	SPI_finish();
 	return ok;
 }

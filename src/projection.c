@@ -486,40 +486,8 @@ verify_user(RegistryRow *r)
 			appendStringInfo(&kb, "%s%s", kb.len > 0 ? ", " : "", quote_identifier(def->colnames[i]));
 	keys = kb.data;
 
-	spi_exec(psprintf("SELECT * FROM ("
-					  "SELECT 'missing' AS problem, %s FROM (SELECT * FROM (%s) q (%s) EXCEPT ALL SELECT %s FROM %s) a"
-					  " UNION ALL "
-					  "SELECT 'unexpected', %s FROM (SELECT %s FROM %s EXCEPT ALL SELECT * FROM (%s) q (%s)) b"
-					  ") d ORDER BY problem, %s LIMIT 5",
-					  keys, source, cols, cols, r->target,
-					  keys, cols, r->target, source, cols, keys),
-			 SPI_OK_SELECT);
-	ok = (SPI_processed == 0);
-	if (!ok)
-	{
-		StringInfoData buf;
-		uint64		j;
-
-		initStringInfo(&buf);
-		for (j = 0; j < SPI_processed; j++)
-		{
-			HeapTuple	t = SPI_tuptable->vals[j];
-			int			col;
-
-			appendStringInfo(&buf, "%s%s (", j > 0 ? "; " : "", SPI_getvalue(t, SPI_tuptable->tupdesc, 1));
-			for (col = 2; col <= SPI_tuptable->tupdesc->natts; col++)
-			{
-				char	   *v = SPI_getvalue(t, SPI_tuptable->tupdesc, col);
-
-				appendStringInfo(&buf, "%s%s=%s", col > 2 ? ", " : "",
-								 SPI_fname(SPI_tuptable->tupdesc, col), v ? v : "NULL");
-			}
-			appendStringInfoChar(&buf, ')');
-		}
-		ereport(NOTICE,
-				(errmsg("projection %s differs from the log", r->name),
-				 errdetail("First differing keys (missing = in the log but not in the table): %s.", buf.data)));
-	}
+	ok = ledger_compare_with_log(r->name, psprintf("SELECT * FROM (%s) q (%s)", source, cols),
+								 cols, keys, r->target);
 	return ok;
 }
 
