@@ -4,7 +4,9 @@
 
 -- Every object is schema-qualified and every function that runs with the
 -- owner's rights pins search_path, so nothing a caller puts in front of
--- pg_catalog can be called by the extension.
+-- pg_catalog can be called by the extension.  Identifiers (streams, types,
+-- accounts, currencies) are compared byte by byte: COLLATE "C" keys are
+-- exact and cheap, whatever the database's locale.
 
 ------------------------------------------------------------------------------
 -- 1. The event log
@@ -14,9 +16,9 @@ CREATE SEQUENCE ledger.events_position_seq AS bigint;
 
 CREATE TABLE ledger.events (
     position    bigint      NOT NULL,
-    stream      text        NOT NULL,
+    stream      text        COLLATE "C" NOT NULL,
     version     bigint      NOT NULL,
-    type        text        NOT NULL,
+    type        text        COLLATE "C" NOT NULL,
     data        jsonb       NOT NULL,
     metadata    jsonb       NOT NULL DEFAULT '{}',
     recorded_at timestamptz NOT NULL,
@@ -118,7 +120,7 @@ SELECT pg_catalog.pg_extension_config_dump('ledger.events_position_seq', '');
 
 -- Registered currencies, from CurrencyRegistered events.
 CREATE TABLE ledger.currencies (
-    code          text        NOT NULL PRIMARY KEY,
+    code          text        COLLATE "C" NOT NULL PRIMARY KEY,
     scale         integer     NOT NULL,
     registered_at timestamptz NOT NULL,
     position      bigint      NOT NULL
@@ -126,7 +128,7 @@ CREATE TABLE ledger.currencies (
 
 -- From AccountOpened / AccountClosed events.
 CREATE TABLE ledger.accounts (
-    account   text        NOT NULL PRIMARY KEY,
+    account   text        COLLATE "C" NOT NULL PRIMARY KEY,
     flags     text[]      NOT NULL,
     status    text        NOT NULL,
     opened_at timestamptz NOT NULL,
@@ -137,8 +139,8 @@ CREATE TABLE ledger.accounts (
 -- One row per account and currency with postings; updated in place (HOT:
 -- no indexed column changes) under the (account, currency) balance lock.
 CREATE TABLE ledger.balances (
-    account        text    NOT NULL,
-    currency       text    NOT NULL,
+    account        text    COLLATE "C" NOT NULL,
+    currency       text    COLLATE "C" NOT NULL,
     debits_posted  numeric NOT NULL,
     credits_posted numeric NOT NULL,
     balance        numeric NOT NULL,
@@ -149,10 +151,10 @@ CREATE TABLE ledger.balances (
 
 -- One row per leg, with the account's running balance in that currency.
 CREATE TABLE ledger.account_entries (
-    account       text    NOT NULL,
-    currency      text    NOT NULL,
+    account       text    COLLATE "C" NOT NULL,
+    currency      text    COLLATE "C" NOT NULL,
     position      bigint  NOT NULL,
-    transfer_id   text    NOT NULL,
+    transfer_id   text    COLLATE "C" NOT NULL,
     side          text    NOT NULL,
     amount        numeric NOT NULL,
     balance_after numeric NOT NULL,
@@ -164,8 +166,8 @@ CREATE TABLE ledger.account_entries (
 -- account in a currency, written by the posting itself, so that balance_at
 -- folds at most one interval of entries.
 CREATE TABLE ledger.balance_snapshots (
-    account        text        NOT NULL,
-    currency       text        NOT NULL,
+    account        text        COLLATE "C" NOT NULL,
+    currency       text        COLLATE "C" NOT NULL,
     position       bigint      NOT NULL,
     recorded_at    timestamptz NOT NULL,
     postings       bigint      NOT NULL,
@@ -492,7 +494,7 @@ REVOKE ALL ON FUNCTION ledger.balance_at(text, text, timestamptz) FROM PUBLIC;
 
 -- Stream snapshots, for users' own aggregates.
 CREATE TABLE ledger.stream_snapshots (
-    stream   text        NOT NULL,
+    stream   text        COLLATE "C" NOT NULL,
     version  bigint      NOT NULL,
     state    jsonb       NOT NULL,
     taken_at timestamptz NOT NULL DEFAULT pg_catalog.now(),

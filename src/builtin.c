@@ -20,6 +20,7 @@
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "utils/inval.h"
 #include "replication/logicalworker.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -259,6 +260,9 @@ ledger_builtin_rebuild(const BuiltinModel *m)
 			if (SPI_execute(psprintf("INSERT INTO %s (%s) %s", m->table, m->columns, recompute_sql(m)),
 							false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "could not refill %s", m->table);
+			/* backends cache which balance rows exist: make them forget */
+			if (strcmp(m->table, "ledger.balances") == 0)
+				CacheInvalidateRelcacheByRelid(ledger_catalog()->balances);
 		}
 		PG_FINALLY();
 		{

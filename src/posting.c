@@ -95,6 +95,17 @@ int			ledger_snapshot_interval = 1000;
 
 static HTAB *currency_cache = NULL;
 static Oid	currency_cache_relid = InvalidOid;	/* ledger.currencies */
+
+/*
+ * Balance rows this backend has seen committed-or-own and existing, keyed by
+ * their lock hash: a posting on them needs no pre-read to decide whether it
+ * opens a new currency on the account.  Forgotten on abort (our own insert
+ * may have been rolled back) and on any relcache invalidation of
+ * ledger.balances (a rebuild).
+ */
+static HTAB *known_balances = NULL;
+static Oid	known_balances_relid = InvalidOid;
+#define KNOWN_BALANCES_MAX 100000
 static Numeric amount_bounds[LEDGER_MAX_SCALE + 1];
 static Numeric numeric_zero = NULL;
 
@@ -103,19 +114,34 @@ static Numeric numeric_zero = NULL;
  * simplest is to forget the cache whenever a transaction aborts.
  */
 static void
+forget_known_balances(void)
+{
+	if (known_balances != NULL)
+	{
+		hash_destroy(known_balances);
+		known_balances = NULL;
+	}
+}
+
+static void
 posting_xact_callback(XactEvent event, void *arg)
 {
-	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) &&
-		currency_cache != NULL)
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
-		hash_destroy(currency_cache);
-		currency_cache = NULL;
+		if (currency_cache != NULL)
+		{
+			hash_destroy(currency_cache);
+			currency_cache = NULL;
+		}
+		forget_known_balances();
 	}
 }
 
 static void
 posting_inval_callback(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == known_balances_relid)
+		forget_known_balances();
 	if (currency_cache != NULL &&
 		(relid == InvalidOid || relid == currency_cache_relid))
 	{
@@ -589,6 +615,29 @@ transfer_event_data(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metada
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
+static bool
+balance_known(uint64 h)
+{
+	return known_balances != NULL && hash_search(known_balances, &h, HASH_FIND, NULL) != NULL;
+}
+
+static void
+note_balance(uint64 h)
+{
+	if (known_balances == NULL || hash_get_num_entries(known_balances) >= KNOWN_BALANCES_MAX)
+	{
+		HASHCTL		ctl;
+
+		forget_known_balances();
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(uint64);
+		known_balances = hash_create("ledger_cqrs known balances", 1024, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+		known_balances_relid = ledger_catalog()->balances;
+	}
+	(void) hash_search(known_balances, &h, HASH_ENTER, NULL);
+}
+
 /*
  * read_balance -- fill a slot from the balance row, if it exists.
  */
@@ -825,7 +874,11 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	{
 		slots[i].leg = &legs[i];
 		slots[i].lockhash = ledger_balance_hash(legs[i].account, legs[i].currency);
-		read_balance(balances, &slots[i], snap, tts);
+		/* only to decide on the account lock below: is this a new row? */
+		if (balance_known(slots[i].lockhash))
+			slots[i].exists = true;
+		else
+			read_balance(balances, &slots[i], snap, tts);
 	}
 	UnregisterSnapshot(snap);
 	qsort(slots, nlegs, sizeof(PostSlot), slot_cmp);
@@ -872,7 +925,11 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	/* everything committed before our locks were granted is visible now */
 	check_accounts(slots, nlegs, snap, flags);
 	for (i = 0; i < nlegs; i++)
+	{
 		read_balance(balances, &slots[i], snap, tts);
+		if (slots[i].exists)
+			note_balance(slots[i].lockhash);
+	}
 	UnregisterSnapshot(snap);
 	apply_legs(slots, nlegs, flags, transfer_id);
 
