@@ -374,15 +374,16 @@ CREATE FUNCTION ledger.stop_projector()
     AS 'MODULE_PATHNAME', 'ledger_stop_projector';
 
 -- Drive a fill or catch-up to the end from a session, committing after each
--- batch (a procedure, so that progress is committed).
+-- batch (a procedure, so that progress is committed).  It runs with the
+-- caller's rights and cannot pin search_path (a procedure with SET cannot
+-- COMMIT), so every name in it is schema-qualified.
 CREATE PROCEDURE ledger.wait_for_projection(name text, timeout interval DEFAULT '10 minutes')
     LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
-    st text;
-    lag bigint;
+    deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    st pg_catalog.text;
+    lag pg_catalog.int8;
 BEGIN
     LOOP
         PERFORM ledger.catch_up(name);

@@ -9,10 +9,11 @@
  * SQL, which is what verify compares against and what rebuild writes.  Both
  * are off the hot path, so SPI is fine.
  *
- * A rebuild takes ShareLock on ledger.events, which waits for in-flight
- * appends and holds new ones until it commits, then replaces the rows in
- * one transaction: readers see the old complete table until the new one
- * commits (MVCC), and commands never see a half-built model.
+ * A rebuild takes SHARE ROW EXCLUSIVE on ledger.events, which waits for
+ * in-flight appends and holds new ones (and any other rebuild of a built-in
+ * model) until it commits, then replaces the rows in one transaction:
+ * readers see the old complete table until the new one commits (MVCC), and
+ * commands never see a half-built model.
  *
  *-------------------------------------------------------------------------
  */
@@ -247,7 +248,8 @@ ledger_builtin_rebuild(const BuiltinModel *m)
 	int64		nevents;
 
 	SPI_connect();
-	if (SPI_execute("LOCK TABLE ledger.events IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
+	/* SHARE ROW EXCLUSIVE: holds appends, and a second rebuild, until commit */
+	if (SPI_execute("LOCK TABLE ledger.events IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not lock ledger.events");
 	nevents = spi_int8("SELECT pg_catalog.count(*) FROM ledger.events");
 	if (m->table != NULL)

@@ -112,11 +112,11 @@ ledger_events_guard(PG_FUNCTION_ARGS)
 
 /*
  * ledger_projections_restore -- BEFORE INSERT row trigger on
- * ledger.projections.  A user projection that follows the log with a
- * (tx_order, position) cursor, loaded by pg_restore, keeps a cursor that
- * means nothing against the restored log (whose tx_order values are new):
- * mark it to be emptied and refilled from the log.  Inline projections that
- * were live are restored consistent with the log and need nothing.
+ * ledger.projections.  A user projection loaded by pg_restore cannot be
+ * trusted against the restored log: a cursor means nothing once tx_order
+ * values are new, and positions 1-9 are not in the dump but appended afresh
+ * by CREATE EXTENSION, with new times.  Mark every one to be emptied and
+ * refilled from the log by catch-up.
  */
 Datum
 ledger_projections_restore(PG_FUNCTION_ARGS)
@@ -126,8 +126,6 @@ ledger_projections_restore(PG_FUNCTION_ARGS)
 	HeapTuple	row;
 	bool		isnull;
 	char	   *kind;
-	char	   *mode;
-	char	   *state;
 	int			cols[5];
 	Datum		values[5];
 	bool		nulls[5] = {false, false, true, false, false};
@@ -140,10 +138,7 @@ ledger_projections_restore(PG_FUNCTION_ARGS)
 
 	desc = RelationGetDescr(td->tg_relation);
 	kind = TextDatumGetCString(heap_getattr(row, SPI_fnumber(desc, "kind"), desc, &isnull));
-	mode = TextDatumGetCString(heap_getattr(row, SPI_fnumber(desc, "mode"), desc, &isnull));
-	state = TextDatumGetCString(heap_getattr(row, SPI_fnumber(desc, "state"), desc, &isnull));
-	if (strcmp(kind, "user") != 0 ||
-		(strcmp(mode, "inline") == 0 && strcmp(state, "live") == 0))
+	if (strcmp(kind, "user") != 0)
 		return PointerGetDatum(row);
 
 	cols[0] = SPI_fnumber(desc, "state");
