@@ -299,6 +299,14 @@ CREATE TABLE ledger.projector (
     started_at timestamptz NOT NULL
 );
 REVOKE ALL ON ledger.projector FROM PUBLIC;
+-- A projector started by shared_preload_libraries may already be waiting
+-- in this database: record it now, so the first appends can wake it.
+INSERT INTO ledger.projector (database, pid, started_at)
+SELECT a.datid, a.pid, a.backend_start FROM pg_catalog.pg_stat_activity a
+ WHERE a.backend_type OPERATOR(pg_catalog.=) 'ledger_cqrs projector'
+   AND a.datid OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+ LIMIT 1;
 
 -- Events not yet applied by a projection that follows the cursor.
 CREATE FUNCTION ledger._pending_events(checkpoint_order xid8, checkpoint_position bigint)

@@ -32,6 +32,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -39,6 +40,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -57,7 +59,8 @@ PGDLLEXPORT void ledger_projector_main(Datum main_arg);
 int			ledger_projector_naptime = 1000;	/* ms */
 char	   *ledger_projector_database = NULL;
 
-/* backend-local: did this transaction append while projections follow? */
+/* backend-local: did this transaction append while projections follow?
+ * (also set when it created a projection the projector must fill) */
 static bool wake_on_commit = false;
 static int	cached_projector_pid = -1;	/* -1: unknown, 0: none */
 static Oid	projector_relid = InvalidOid;
@@ -69,19 +72,25 @@ projector_inval_callback(Datum arg, Oid relid)
 		cached_projector_pid = -1;
 }
 
+/*
+ * Wake the projector once our commit is complete: after the commit record,
+ * after the invalidations that tell it about new projections, and after our
+ * locks are gone.  XACT_EVENT_COMMIT comes too early for the first two, so
+ * this runs in the last resource-release phase of a top-level commit.
+ */
 static void
-worker_xact_callback(XactEvent event, void *arg)
+worker_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLevel, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT && wake_on_commit && cached_projector_pid > 0)
+	if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !isTopLevel || !wake_on_commit)
+		return;
+	wake_on_commit = false;
+	if (isCommit && cached_projector_pid > 0)
 	{
 		PGPROC	   *proc = BackendPidGetProc(cached_projector_pid);
 
 		if (proc != NULL)
 			SetLatch(&proc->procLatch);
 	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_on_commit = false;
 }
 
 /* the pid recorded in ledger.projector for this database, or 0 */
@@ -138,7 +147,7 @@ ledger_worker_init(void)
 							   NULL, &ledger_projector_database, "postgres",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 
-	RegisterXactCallback(worker_xact_callback, NULL);
+	RegisterResourceReleaseCallback(worker_release_callback, NULL);
 	CacheRegisterRelcacheCallback(projector_inval_callback, (Datum) 0);
 
 	if (process_shared_preload_libraries_in_progress)
@@ -187,27 +196,41 @@ projector_round(void)
 	return applied;
 }
 
-/* record our pid so appenders can wake us */
-static void
+/*
+ * register_self -- make sure ledger.projector records our pid, so appenders
+ * can wake us; false if the extension does not exist (yet).
+ */
+static bool
 register_self(void)
 {
+	bool		done = false;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
 	{
-		char	   *sql = psprintf("DELETE FROM ledger.projector WHERE database = %u;"
-								   " INSERT INTO ledger.projector VALUES (%u, %d, pg_catalog.now())",
-								   MyDatabaseId, MyDatabaseId, MyProcPid);
+		/* already there (the usual case, checked every round)? */
+		if (SPI_execute(psprintf("SELECT 1 FROM ledger.projector WHERE database = %u AND pid = %d",
+								 MyDatabaseId, MyProcPid), true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ledger.projector");
+		if (SPI_processed == 0)
+		{
+			char	   *sql = psprintf("DELETE FROM ledger.projector WHERE database = %u;"
+									   " INSERT INTO ledger.projector VALUES (%u, %d, pg_catalog.now())",
+									   MyDatabaseId, MyDatabaseId, MyProcPid);
 
-		if (SPI_execute(sql, false, 0) < 0)
-			elog(ERROR, "could not record the projector");
-		CacheInvalidateRelcacheByRelid(get_relname_relid("projector", get_namespace_oid("ledger", false)));
+			if (SPI_execute(sql, false, 0) < 0)
+				elog(ERROR, "could not record the projector");
+			CacheInvalidateRelcacheByRelid(get_relname_relid("projector", get_namespace_oid("ledger", false)));
+		}
+		done = true;
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	return done;
 }
 
 /*
@@ -220,9 +243,9 @@ ledger_projector_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	Oid			roleoid;
-	volatile bool registered = false;
 
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
 	memcpy(&roleoid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
@@ -237,13 +260,18 @@ ledger_projector_main(Datum main_arg)
 		int64		applied = 0;
 
 		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 		PG_TRY();
 		{
-			if (!registered)
-			{
-				register_self();
-				registered = true;
-			}
+			/*
+			 * Make sure appenders can find us: before CREATE EXTENSION, and
+			 * after a DROP and CREATE, there is no row for us yet.
+			 */
+			(void) register_self();
 			applied = projector_round();
 		}
 		PG_CATCH();
