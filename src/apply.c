@@ -206,7 +206,12 @@ ledger_apply_inline(int64 *positions, int n)
 		if (p->inline_plan == NULL || !SPI_plan_is_valid(p->inline_plan))
 		{
 			char	   *sql = ledger_projection_fold_sql(p->def, p->target, PROJ_COND_POSITIONS);
-			SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
+
+			/*
+			 * A generic plan: the batch is always a handful of positions,
+			 * and a custom plan per append would re-plan every time.
+			 */
+			SPIPlanPtr	plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 
 			if (plan == NULL)
 				elog(ERROR, "could not prepare the fold of projection \"%s\": %s",

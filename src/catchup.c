@@ -280,13 +280,15 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	/* at the horizon */
 	if (p->async)
 	{
-		save_cursor(name, &end, n, "live");
+		if (n > 0 || strcmp(state, "live") != 0)
+			save_cursor(name, &end, n, "live");
 		maybe_snapshot(p, &end, before, n);
 		return total;
 	}
 	if (!allow_handover || IsolationUsesXactSnapshot())
 	{
-		save_cursor(name, &end, n, state);
+		if (n > 0)
+			save_cursor(name, &end, n, state);
 		maybe_snapshot(p, &end, before, n);
 		return total;
 	}

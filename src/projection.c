@@ -199,6 +199,9 @@ set_cursor(const char *name, FullTransactionId order, int64 position, int64 appl
 		elog(ERROR, "could not update projection \"%s\"", name);
 }
 
+static int64 events_between(FullTransactionId from_order, int64 from_position,
+							FullTransactionId to_order, int64 to_position);
+
 /*
  * ledger.create_projection(name, query, mode) -> void
  */
@@ -349,7 +352,8 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 	 * lock on ledger.events, held to commit, so that appenders that follow
 	 * fold inline.  A large log is left to the projector in batches.
 	 */
-	nevents = spi_count("SELECT pg_catalog.count(*) FROM ledger.events");
+	/* positions bound the number of events; the index answers at once */
+	nevents = spi_count("SELECT COALESCE(pg_catalog.max(position), 0) FROM ledger.events");
 	if (nevents <= ledger_fill_sync_limit)
 	{
 		FullTransactionId order;
@@ -367,10 +371,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 			ledger_fold_range(def, target, FullTransactionIdFromU64(0), 0, order, position, false);
 		}
 		set_cursor(name, order, position,
-				   spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
-									  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
-									  (unsigned long long) U64FromFullTransactionId(order),
-									  (long long) position)),
+				   events_between(FullTransactionIdFromU64(0), 0, order, position),
 				   "live", true);
 	}
 	else
@@ -536,7 +537,7 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
  */
 static bool
 latest_snapshot(const char *name, ProjectionDef *def, const char *target, const char *into,
-				FullTransactionId *order, int64 *position)
+				FullTransactionId *order, int64 *position, int64 *applied)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -544,7 +545,7 @@ latest_snapshot(const char *name, ProjectionDef *def, const char *target, const 
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(def->hash);
-	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position FROM ledger.projection_snapshots"
+	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position, events_applied FROM ledger.projection_snapshots"
 							  " WHERE name OPERATOR(pg_catalog.=) $1 AND definition_hash OPERATOR(pg_catalog.=) $2"
 							  " ORDER BY checkpoint_order DESC, checkpoint_position DESC LIMIT 1",
 							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -553,6 +554,7 @@ latest_snapshot(const char *name, ProjectionDef *def, const char *target, const 
 		return false;
 	*order = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	*applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 
 	{
 		Oid			t3[3] = {TEXTOID, XID8OID, INT8OID};
@@ -609,6 +611,7 @@ rebuild_user(RegistryRow *r)
 	const char *shadow = "pg_temp.ledger_rebuild_shadow";
 	FullTransactionId start_order = FullTransactionIdFromU64(0);
 	int64		start_position = 0;
+	int64		start_applied = 0;
 	FullTransactionId order;
 	int64		position;
 	int64		replayed;
@@ -619,7 +622,8 @@ rebuild_user(RegistryRow *r)
 					  r->target), SPI_OK_UTILITY);
 
 	/* start from the newest snapshot of this very definition, if any */
-	(void) latest_snapshot(r->name, def, r->target, shadow, &start_order, &start_position);
+	(void) latest_snapshot(r->name, def, r->target, shadow, &start_order, &start_position,
+						   &start_applied);
 
 	/* the bulk, below the horizon, without blocking anyone */
 	last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
@@ -655,12 +659,7 @@ rebuild_user(RegistryRow *r)
 	ledger_maintenance_depth--;
 	spi_exec("DROP TABLE pg_temp.ledger_rebuild_shadow", SPI_OK_UTILITY);
 
-	set_cursor(r->name, order, position,
-			   spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
-								  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
-								  (unsigned long long) U64FromFullTransactionId(order),
-								  (long long) position)),
-			   "live", true);
+	set_cursor(r->name, order, position, start_applied + replayed, "live", true);
 	ledger_projections_changed();
 	return replayed;
 }
