@@ -147,6 +147,8 @@ ledger_user_projections(void)
 		p->state = state[0];
 		p->target = quote_qualified_identifier(text_attr(tup, desc, Anum_proj_schema),
 											   text_attr(tup, desc, Anum_proj_table));
+		p->owner = ledger_table_owner(text_attr(tup, desc, Anum_proj_schema),
+									  text_attr(tup, desc, Anum_proj_table));
 		p->def = ledger_parse_projection(text_attr(tup, desc, Anum_proj_definition));
 		projections = lappend(projections, p);
 		MemoryContextSwitchTo(old);
@@ -171,6 +173,7 @@ ledger_apply_inline(int64 *positions, int n)
 	bool		any_inline = false;
 	Datum		arg;
 	int			nest;
+	LedgerUserSwitch save;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	foreach(lc, projs)
@@ -223,6 +226,7 @@ ledger_apply_inline(int64 *positions, int n)
 		}
 
 		ledger_maintenance_depth++;
+		ledger_become(p->owner, true, &save);
 		PG_TRY();
 		{
 			int			rc = SPI_execute_plan(p->inline_plan, &arg, NULL, false, 0);
@@ -235,6 +239,8 @@ ledger_apply_inline(int64 *positions, int n)
 		{
 			ErrorData  *edata;
 
+			ledger_maintenance_depth--;
+			ledger_restore_user(&save);
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -247,6 +253,7 @@ ledger_apply_inline(int64 *positions, int n)
 							 p->name)));
 		}
 		PG_END_TRY();
+		ledger_restore_user(&save);
 		ledger_maintenance_depth--;
 	}
 	AtEOXact_GUC(true, nest);
@@ -260,26 +267,44 @@ ledger_apply_inline(int64 *positions, int n)
  * fixed the search_path.  Returns the number of rows written.
  */
 int64
-ledger_fold_range(ProjectionDef *def, const char *target,
+ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 				  FullTransactionId from_order, int64 from_position,
 				  FullTransactionId to_order, int64 to_position,
 				  bool unbounded)
 {
 	Oid			types[4] = {XID8OID, INT8OID, XID8OID, INT8OID};
 	Datum		values[4];
-	int			rc;
+	SPIPlanPtr	plan;
+	LedgerUserSwitch save;
+	volatile int rc = 0;
 
 	values[0] = FullTransactionIdGetDatum(from_order);
 	values[1] = Int64GetDatum(from_position);
 	values[2] = FullTransactionIdGetDatum(to_order);
 	values[3] = Int64GetDatum(to_position);
 
+	/* prepared, so that it can only ever be one statement */
+	plan = SPI_prepare(ledger_projection_fold_sql(def, target,
+												  unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE),
+					   unbounded ? 2 : 4, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the fold into %s: %s", target,
+			 SPI_result_code_string(SPI_result));
+
 	ledger_maintenance_depth++;
-	rc = SPI_execute_with_args(ledger_projection_fold_sql(def, target,
-														  unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE),
-							   unbounded ? 2 : 4, types, values, NULL, false, 0);
-	ledger_maintenance_depth--;
+	ledger_become(owner, true, &save);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		ledger_restore_user(&save);
+		ledger_maintenance_depth--;
+	}
+	PG_END_TRY();
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "fold into %s failed: %s", target, SPI_result_code_string(rc));
+	SPI_freeplan(plan);
 	return (int64) SPI_processed;
 }

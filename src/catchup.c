@@ -138,7 +138,7 @@ fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		ledger_fold_range(p->def, p->target, from_order, from_position,
+		ledger_fold_range(p->def, p->target, p->owner, from_order, from_position,
 						  end->order, end->position, unbounded);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -177,6 +177,34 @@ fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * empty_for_refill -- a restored projection starts over from an empty table.
+ */
+static void
+empty_for_refill(Projection *p, const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	volatile int rc = 0;
+
+	ledger_maintenance_depth++;
+	PG_TRY();
+	{
+		rc = SPI_execute(psprintf("DELETE FROM %s", p->target), false, 0);
+	}
+	PG_FINALLY();
+	{
+		ledger_maintenance_depth--;
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "could not empty %s", p->target);
+	if (SPI_execute_with_args("UPDATE ledger.projections SET needs_reset = false"
+							  " WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not reset projection \"%s\"", name);
 }
 
 static Projection *
@@ -249,14 +277,7 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 	/* restored from a dump: start over from an empty table */
 	if (DatumGetBool(SPI_getbinval(row, desc, 5, &isnull)))
 	{
-		ledger_maintenance_depth++;
-		if (SPI_execute(psprintf("DELETE FROM %s", p->target), false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not empty %s", p->target);
-		ledger_maintenance_depth--;
-		if (SPI_execute_with_args("UPDATE ledger.projections SET needs_reset = false"
-								  " WHERE name OPERATOR(pg_catalog.=) $1",
-								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not reset projection \"%s\"", name);
+		empty_for_refill(p, name);
 		before = 0;
 	}
 

@@ -25,6 +25,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "commands/defrem.h"
@@ -36,6 +37,7 @@
 #include "parser/analyze.h"
 #include "parser/parser.h"
 #include "parser/scanner.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -55,8 +57,8 @@
  * ledger_push_fixed_search_path -- analyze and run projection SQL in a fixed
  * environment, whoever calls: search_path = pg_catalog, pg_temp, and the
  * settings that decide what a literal means (TimeZone, DateStyle,
- * IntervalStyle), so '2024-01-01'::timestamptz folds to the same value in
- * every session.  Returns the GUC nest level to pass to AtEOXact_GUC.
+ * IntervalStyle, standard_conforming_strings), so a literal such as
+ * '2024-01-01'::timestamptz or 'a\b' means the same in every session.  Returns the GUC nest level to pass to AtEOXact_GUC.
  */
 int
 ledger_push_fixed_search_path(void)
@@ -66,6 +68,7 @@ ledger_push_fixed_search_path(void)
 		{"TimeZone", "UTC"},
 		{"DateStyle", "ISO, YMD"},
 		{"IntervalStyle", "postgres"},
+		{"standard_conforming_strings", "on"},
 	};
 	int			nest = NewGUCNestLevel();
 	size_t		i;
@@ -388,6 +391,19 @@ ledger_parse_projection(const char *query)
 	if (list_length(raw) != 1)
 		REJECT("it must be exactly one SELECT statement");
 	rs = linitial_node(RawStmt, raw);
+
+	/*
+	 * Keep exactly the statement's text: no trailing semicolon or comment
+	 * may end up inside the SQL the fold builds around it.
+	 */
+	if (rs->stmt_len > 0 || rs->stmt_location > 0)
+	{
+		char	   *exact = rs->stmt_len > 0 ? pnstrdup(query + rs->stmt_location, rs->stmt_len)
+			: pstrdup(query + rs->stmt_location);
+
+		error_context_stack = errcb.previous;
+		return ledger_parse_projection(exact);
+	}
 	if (!IsA(rs->stmt, SelectStmt))
 		REJECT("it is not a SELECT");
 	sel = (SelectStmt *) rs->stmt;
@@ -482,7 +498,8 @@ ledger_parse_projection(const char *query)
 char *
 ledger_projection_source(ProjectionDef *def, const char *cond)
 {
-	return psprintf("%s(SELECT * FROM ledger.events WHERE %s) %s%s",
+	/* the newline ends a trailing -- comment of the user's text */
+	return psprintf("%s(SELECT * FROM ledger.events WHERE %s) %s%s\n",
 					def->prefix, cond, def->need_alias ? "AS events " : "",
 					def->suffix);
 }
@@ -559,4 +576,45 @@ ledger_projection_fold_sql(ProjectionDef *def, const char *target, const char *c
 	if (first)
 		appendStringInfoString(&buf, "NOTHING");
 	return buf.data;
+}
+
+/*
+ * ledger_become -- act as role until ledger_restore_user; restricted like
+ * REFRESH MATERIALIZED VIEW (no SET ROLE, no temporary objects) when running
+ * user code.  An error restores the previous user on (sub)transaction abort.
+ */
+void
+ledger_become(Oid role, bool restricted, LedgerUserSwitch *save)
+{
+	GetUserIdAndSecContext(&save->uid, &save->sec);
+	SetUserIdAndSecContext(role, save->sec | SECURITY_LOCAL_USERID_CHANGE |
+						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
+}
+
+void
+ledger_restore_user(LedgerUserSwitch *save)
+{
+	SetUserIdAndSecContext(save->uid, save->sec);
+}
+
+/*
+ * ledger_table_owner -- the owner of schema.table.
+ */
+Oid
+ledger_table_owner(const char *schema, const char *table)
+{
+	Oid			relid = get_relname_relid(table, get_namespace_oid(schema, false));
+	HeapTuple	tp;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("projection table %s.%s does not exist", schema, table)));
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
 }

@@ -23,6 +23,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -61,6 +62,7 @@ typedef struct RegistryRow
 	char	   *state;
 	char	   *definition;
 	char	   *target;			/* quoted schema.table */
+	Oid			owner;			/* of the table */
 	FullTransactionId checkpoint_order;
 	int64		checkpoint_position;
 } RegistryRow;
@@ -115,6 +117,7 @@ lookup_registry(const char *name, bool for_update)
 	r->state = SPI_getvalue(tup, desc, 3);
 	r->definition = SPI_getvalue(tup, desc, 4);
 	r->target = quote_qualified_identifier(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6));
+	r->owner = ledger_table_owner(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6));
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	r->checkpoint_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
 	r->checkpoint_position = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
@@ -255,6 +258,11 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 #endif
 	rv = makeRangeVarFromNameList(names);
 	nsp = RangeVarGetAndCheckCreationNamespace(rv, NoLock, NULL);
+	if (isAnyTempNamespace(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a projection cannot be a temporary table"),
+				 errhint("Every session's appends maintain it; name a permanent schema.")));
 	schema = get_namespace_name(nsp);
 	if (OidIsValid(get_relname_relid(rv->relname, nsp)))
 		ereport(ERROR,
@@ -269,11 +277,19 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 
 	nest = ledger_push_fixed_search_path();
 	SPI_connect();
-	if (lookup_registry(name, false) != NULL ||
-		lookup_registry(psprintf("%s.%s", schema, rv->relname), false) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_TABLE),
-				 errmsg("projection \"%s\" already exists", name)));
+	{
+		LedgerUserSwitch as_extension;
+		bool		taken;
+
+		ledger_become(extension_owner(), false, &as_extension);
+		taken = lookup_registry(name, false) != NULL ||
+			lookup_registry(psprintf("%s.%s", schema, rv->relname), false) != NULL;
+		ledger_restore_user(&as_extension);
+		if (taken)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("projection \"%s\" already exists", name)));
+	}
 
 	initStringInfo(&ddl);
 	appendStringInfo(&ddl, "CREATE TABLE %s (", target);
@@ -363,12 +379,12 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		{
 			spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
 			last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
-			ledger_fold_range(def, target, FullTransactionIdFromU64(0), 0, order, position, true);
+			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, true);
 		}
 		else
 		{
 			last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
-			ledger_fold_range(def, target, FullTransactionIdFromU64(0), 0, order, position, false);
+			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, false);
 		}
 		set_cursor(name, order, position,
 				   events_between(FullTransactionIdFromU64(0), 0, order, position),
@@ -479,7 +495,7 @@ verify_user(RegistryRow *r)
 														(unsigned long long) U64FromFullTransactionId(r->checkpoint_order),
 														(long long) r->checkpoint_position));
 	else
-		source = def->query;
+		source = psprintf("%s\n", def->query);	/* ends a trailing -- comment */
 
 	initStringInfo(&kb);
 	for (i = 0; i < def->ncols; i++)
@@ -487,8 +503,14 @@ verify_user(RegistryRow *r)
 			appendStringInfo(&kb, "%s%s", kb.len > 0 ? ", " : "", quote_identifier(def->colnames[i]));
 	keys = kb.data;
 
-	ok = ledger_compare_with_log(r->name, psprintf("SELECT * FROM (%s) q (%s)", source, cols),
-								 cols, keys, r->target);
+	{
+		LedgerUserSwitch save;
+
+		ledger_become(r->owner, true, &save);
+		ok = ledger_compare_with_log(r->name, psprintf("SELECT * FROM (%s) q (%s)", source, cols),
+									 cols, keys, r->target);
+		ledger_restore_user(&save);
+	}
 	return ok;
 }
 
@@ -536,8 +558,8 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
  * matches; false if none.  Loads its rows into table into.
  */
 static bool
-latest_snapshot(const char *name, ProjectionDef *def, const char *target, const char *into,
-				FullTransactionId *order, int64 *position, int64 *applied)
+latest_snapshot(const char *name, ProjectionDef *def, const char *target, Oid owner,
+				const char *into, FullTransactionId *order, int64 *position, int64 *applied)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -545,7 +567,7 @@ latest_snapshot(const char *name, ProjectionDef *def, const char *target, const 
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(def->hash);
-	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position, events_applied FROM ledger.projection_snapshots"
+	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position, events_applied, rows FROM ledger.projection_snapshots"
 							  " WHERE name OPERATOR(pg_catalog.=) $1 AND definition_hash OPERATOR(pg_catalog.=) $2"
 							  " ORDER BY checkpoint_order DESC, checkpoint_position DESC LIMIT 1",
 							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -557,20 +579,20 @@ latest_snapshot(const char *name, ProjectionDef *def, const char *target, const 
 	*applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 
 	{
-		Oid			t3[3] = {TEXTOID, XID8OID, INT8OID};
-		Datum		v3[3];
+		Datum		rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+		Oid			jtype = JSONBOID;
 		char	   *cols = ledger_projection_columns(def, NULL);
+		LedgerUserSwitch save;
+		int			rc;
 
-		v3[0] = values[0];
-		v3[1] = FullTransactionIdGetDatum(*order);
-		v3[2] = Int64GetDatum(*position);
-		if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM ledger.projection_snapshots s,"
-										   " pg_catalog.jsonb_populate_recordset(NULL::%s, s.rows) r"
-										   " WHERE s.name OPERATOR(pg_catalog.=) $1"
-										   " AND s.checkpoint_order OPERATOR(pg_catalog.=) $2"
-										   " AND s.checkpoint_position OPERATOR(pg_catalog.=) $3",
-										   into, cols, ledger_projection_columns(def, "r"), target),
-								  3, t3, v3, NULL, false, 0) != SPI_OK_INSERT)
+		rows = PointerGetDatum(PG_DETOAST_DATUM_COPY(rows));
+		ledger_become(owner, true, &save);
+		rc = SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
+											" pg_catalog.jsonb_populate_recordset(NULL::%s, $1) r",
+											into, cols, ledger_projection_columns(def, "r"), target),
+								   1, &jtype, &rows, NULL, false, 0);
+		ledger_restore_user(&save);
+		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not load the snapshot of projection \"%s\"", name);
 	}
 	return true;
@@ -618,17 +640,24 @@ rebuild_user(RegistryRow *r)
 
 	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
 					  " WHERE name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(r->name)), SPI_OK_UPDATE);
-	spi_exec(psprintf("CREATE TEMP TABLE ledger_rebuild_shadow (LIKE %s INCLUDING INDEXES) ON COMMIT DROP",
-					  r->target), SPI_OK_UTILITY);
+	{
+		/* the shadow belongs to the table's owner, whose role runs the folds */
+		LedgerUserSwitch save;
+
+		ledger_become(r->owner, false, &save);
+		spi_exec(psprintf("CREATE TEMP TABLE ledger_rebuild_shadow (LIKE %s INCLUDING INDEXES) ON COMMIT DROP",
+						  r->target), SPI_OK_UTILITY);
+		ledger_restore_user(&save);
+	}
 
 	/* start from the newest snapshot of this very definition, if any */
-	(void) latest_snapshot(r->name, def, r->target, shadow, &start_order, &start_position,
-						   &start_applied);
+	(void) latest_snapshot(r->name, def, r->target, r->owner, shadow, &start_order,
+						   &start_position, &start_applied);
 
 	/* the bulk, below the horizon, without blocking anyone */
 	last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
 	if (cursor_cmp(order, position, start_order, start_position) > 0)
-		ledger_fold_range(def, shadow, start_order, start_position, order, position, false);
+		ledger_fold_range(def, shadow, r->owner, start_order, start_position, order, position, false);
 	else
 	{
 		order = start_order;
@@ -645,7 +674,7 @@ rebuild_user(RegistryRow *r)
 		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &last_order, &last_position);
 		if (cursor_cmp(last_order, last_position, order, position) > 0)
 		{
-			ledger_fold_range(def, shadow, order, position, last_order, last_position, true);
+			ledger_fold_range(def, shadow, r->owner, order, position, last_order, last_position, true);
 			order = last_order;
 			position = last_position;
 		}
@@ -653,10 +682,17 @@ rebuild_user(RegistryRow *r)
 	replayed = events_between(start_order, start_position, order, position);
 
 	ledger_maintenance_depth++;
-	spi_exec(psprintf("DELETE FROM %s", r->target), SPI_OK_DELETE);
-	spi_exec(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r->target, cols, cols, shadow),
-			 SPI_OK_INSERT);
-	ledger_maintenance_depth--;
+	PG_TRY();
+	{
+		spi_exec(psprintf("DELETE FROM %s", r->target), SPI_OK_DELETE);
+		spi_exec(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s", r->target, cols, cols, shadow),
+				 SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		ledger_maintenance_depth--;
+	}
+	PG_END_TRY();
 	spi_exec("DROP TABLE pg_temp.ledger_rebuild_shadow", SPI_OK_UTILITY);
 
 	set_cursor(r->name, order, position, start_applied + replayed, "live", true);

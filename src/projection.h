@@ -44,6 +44,7 @@ typedef struct Projection
 	bool		async;
 	char		state;			/* 'c'atching_up, 'l'ive, 'r'ebuilding, 'f'ailed */
 	char	   *target;			/* quoted schema.table */
+	Oid			owner;			/* of the table: folds run as this role */
 	ProjectionDef *def;
 	SPIPlanPtr	inline_plan;	/* fold of position = ANY($1) */
 } Projection;
@@ -66,11 +67,25 @@ extern char *ledger_projection_fold_sql(ProjectionDef *def, const char *target,
 extern char *ledger_projection_columns(ProjectionDef *def, const char *qualifier);
 extern int	ledger_push_fixed_search_path(void);
 
+/*
+ * User code in a projection runs as the owner of the projection's table,
+ * restricted as REFRESH MATERIALIZED VIEW does, never as the extension.
+ */
+typedef struct LedgerUserSwitch
+{
+	Oid			uid;
+	int			sec;
+} LedgerUserSwitch;
+
+extern void ledger_become(Oid role, bool restricted, LedgerUserSwitch *save);
+extern void ledger_restore_user(LedgerUserSwitch *save);
+extern Oid	ledger_table_owner(const char *schema, const char *table);
+
 /* apply.c */
 extern List *ledger_user_projections(void);
 extern void ledger_projections_changed(void);
 extern void ledger_apply_inline(int64 *positions, int n);
-extern int64 ledger_fold_range(ProjectionDef *def, const char *target,
+extern int64 ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 							   FullTransactionId from_order, int64 from_position,
 							   FullTransactionId to_order, int64 to_position,
 							   bool unbounded);

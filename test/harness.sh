@@ -11,10 +11,12 @@
 #    2. builds and installs the extension with PGXS
 #    3. starts a throwaway cluster in /tmp/ledger_cqrs.XXXXXX (own socket dir
 #       and port, never touches the Debian "15 main" cluster)
-#    4. test:  pg_regress, pg_isolation_regress and prove (TAP), then prints
-#              per-suite counts; the very last line is `total: N passed, M failed`
+#    4. test:  pg_regress, pg_isolation_regress, prove (TAP) and the fuzzer
+#              (test/fuzz), then prints per-suite counts; the very last line
+#              is `total: N passed, M failed`
 #       demo:  runs test/demo/demo.sql in database ledger_demo
 #       bench: runs test/bench/run.sh against the cluster
+#       sanitize: hands over to test/sanitize.sh (its own build and cluster)
 #    5. stops the cluster; removes the temp dir on success, keeps it on failure
 #
 #  Exit status: 0 if everything passed, non-zero otherwise.
@@ -44,10 +46,9 @@ echo " ledger_cqrs harness  mode=$MODE  root=$ROOT  user=$(id -un)"
 echo "=================================================================="
 
 if [ "$MODE" = sanitize ]; then
-    # Placeholder: the lead will implement an ASan/UBSan build
-    # (COPT='-fsanitize=address,undefined -fno-omit-frame-pointer') here.
-    echo "sanitize: not yet implemented" >&2
-    exit 1
+    # ASan/UBSan build of the extension, the regress suite on its own
+    # throwaway cluster, then the normal build reinstalled: test/sanitize.sh.
+    exec bash "$ROOT/test/sanitize.sh"
 fi
 
 # demo/bench scripts are written separately; fail before doing any work.
@@ -478,7 +479,31 @@ else
     record tap "$PASS" "$FAIL"
 fi
 
-# ---- d. summary -----------------------------------------------------------
+# ---- d. fuzz: test/fuzz/fuzz.pl against the cluster ----------------------
+# Random input for FUZZ_SECONDS (default 20) from a fixed FUZZ_SEED, in its
+# own database; it prints `fuzz: N passed, M failed` (N calls and checks
+# that behaved, M violations) and exits non-zero on any violation.
+if [ -f "$ROOT/test/fuzz/fuzz.pl" ]; then
+    echo
+    say "fuzz: ${FUZZ_SECONDS:-20}s"
+    set +e
+    perl "$ROOT/test/fuzz/fuzz.pl" 2>&1 | tee "$TMP/fuzz.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    PASS=0; FAIL=0
+    line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$TMP/fuzz.log" | tail -n 1 || true)
+    if [[ $line =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        PASS=${BASH_REMATCH[1]}; FAIL=${BASH_REMATCH[2]}
+    fi
+    # died without its summary, or failed for a reason not in it
+    if [ "$rc" -ne 0 ] && [ "$FAIL" -eq 0 ]; then FAIL=1; fi
+    record fuzz "$PASS" "$FAIL"
+else
+    say "fuzz: no fuzzer, skipped"
+    record fuzz 0 0
+fi
+
+# ---- e. summary -----------------------------------------------------------
 if [ "$TOTAL_FAIL" -ne 0 ]; then STATUS=1; else STATUS=0; fi
 finish "$STATUS"    # stop cluster (and print its log on failure) first ...
 echo

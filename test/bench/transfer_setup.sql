@@ -75,10 +75,10 @@ BEGIN
         RETURNING b.balance INTO v_balance;
 
         INSERT INTO bench.pl_entries (account, currency, position, transfer_id,
-                                      side, amount, balance_after)
+                                      side, amount, balance_after, recorded_at)
         VALUES (v_account, p_currency, v_pos, p_id,
                 CASE WHEN v_debit THEN 'debit' ELSE 'credit' END,
-                p_amount, v_balance);
+                p_amount, v_balance, clock_timestamp());
     END LOOP;
     RETURN v_pos;
 END
