@@ -196,10 +196,15 @@ numeric_sub_(Numeric a, Numeric b)
 											   NumericGetDatum(b)));
 }
 
+/* a numeric for an error message: at most 60 characters of it */
 static char *
 numeric_str(Numeric n)
 {
-	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+
+	if (strlen(s) > 60)
+		return psprintf("%.40s... (%zu digits)", s, strlen(s));
+	return s;
 }
 
 static Numeric
