@@ -158,26 +158,14 @@ LedgerAppended
 ledger_append_to_stream(text *stream, int64 expected_version,
 						LedgerNewEvent *events, int nevents)
 {
-	LedgerAppended result;
 	const LedgerCatalog *c = ledger_catalog();
 	Relation	rel;
 	Snapshot	snapshot;
 	LedgerStreamHead head;
-	FullTransactionId tx_order;
-	TimestampTz now;
-	Datum		values[Natts_events];
-	bool		nulls[Natts_events] = {0};
-	int64		position = 0;
-	int64	   *positions = palloc(sizeof(int64) * nevents);
-	int			i;
+	LedgerAppended result;
 
 	rel = table_open(c->events, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != Natts_events)
-		elog(ERROR, "ledger.events has %d columns, expected %d",
-			 RelationGetDescr(rel)->natts, Natts_events);
-
 	ledger_lock_stream(stream);
-
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	head = ledger_stream_head(rel, stream, snapshot);
 	UnregisterSnapshot(snapshot);
@@ -190,6 +178,34 @@ ledger_append_to_stream(text *stream, int64 expected_version,
 				 errdetail("Stream: %s; expected version: " INT64_FORMAT "; actual version: " INT64_FORMAT ".",
 						   text_to_cstring(stream), expected_version, head.version),
 				 errhint("Another writer appended to the stream first. Reload it and retry.")));
+
+	result = ledger_append_at_head(rel, stream, head, events, nevents);
+	table_close(rel, NoLock);
+	return result;
+}
+
+/*
+ * ledger_append_at_head -- append after head, which the caller read under
+ * the stream's lock (it still holds it).  rel is ledger.events, open with
+ * RowExclusiveLock.
+ */
+LedgerAppended
+ledger_append_at_head(Relation rel, text *stream, LedgerStreamHead head,
+					  LedgerNewEvent *events, int nevents)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	LedgerAppended result;
+	FullTransactionId tx_order;
+	TimestampTz now;
+	Datum		values[Natts_events];
+	bool		nulls[Natts_events] = {0};
+	int64		position = 0;
+	int64	   *positions = palloc(sizeof(int64) * nevents);
+	int			i;
+
+	if (RelationGetDescr(rel)->natts != Natts_events)
+		elog(ERROR, "ledger.events has %d columns, expected %d",
+			 RelationGetDescr(rel)->natts, Natts_events);
 
 	tx_order = ledger_next_tx_order(head);
 	now = GetCurrentTimestamp();
@@ -215,7 +231,6 @@ ledger_append_to_stream(text *stream, int64 expected_version,
 		positions[i] = position;
 	}
 
-	table_close(rel, NoLock);
 	CommandCounterIncrement();
 
 	/* inline projections see the events in this very transaction */

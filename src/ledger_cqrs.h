@@ -108,6 +108,8 @@ typedef struct LedgerAppended
 
 extern LedgerAppended ledger_append_to_stream(text *stream, int64 expected_version,
 											  LedgerNewEvent *events, int nevents);
+extern LedgerAppended ledger_append_at_head(Relation rel, text *stream, LedgerStreamHead head,
+											LedgerNewEvent *events, int nevents);
 
 #define LEDGER_ANY_VERSION	(-1)
 

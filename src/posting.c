@@ -11,8 +11,12 @@
  * Locking, in this order, so that crossing transfers cannot deadlock:
  *
  *	1. RowExclusiveLock on ledger.events, before anything is read: a rebuild
- *	   of the built-in read models takes ShareLock there and so never runs
- *	   between our reads and our writes.
+ *	   of the built-in read models takes a conflicting lock there and so
+ *	   never runs between our reads and our writes.  Then the stream lock of
+ *	   "transfer:<id>", under which the posting looks for a twin that
+ *	   committed meanwhile: each id has its own stream, so this lock is only
+ *	   ever shared with twins, and taking it first keeps it (and the event's
+ *	   construction) out of the balance locks' critical section.
  *	2. For each account that gets its first balance row in some currency, a
  *	   ShareLock on the account's stream lock ("account:<id>").  close_account
  *	   appends to that stream under ExclusiveLock, so an account cannot be
@@ -21,8 +25,6 @@
  *	   This is the only lock two postings on the same account contend for;
  *	   it guards the balance row (and its creation), so flags hold under any
  *	   interleaving.  No tuple lock is taken: nothing else updates the row.
- *	4. The stream lock of "transfer:<id>".  Under it the posting looks for a
- *	   twin once more, before checking accounts and flags.
  *
  * The position is allocated only after step 3, so within one account and
  * currency, positions increase in the order the balance lock was held: the
@@ -873,6 +875,28 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		return position;
 	}
 
+	/*
+	 * Everything that need not happen under a balance lock happens before
+	 * it: the event is built, and the transfer's own stream is locked and
+	 * checked for a twin that committed meanwhile.  (Each transfer id has
+	 * its own stream, so taking it first cannot deadlock with another
+	 * posting.)  A hot account is held only for the balance work.
+	 */
+	ev.type = cstring_to_text("TransferPosted");
+	ev.data = transfer_event_data(transfer_id, legs, nlegs, metadata);
+	ev.metadata = ledger_empty_object();
+	ledger_lock_stream(stream);
+	UnregisterSnapshot(snap);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
+	{
+		UnregisterSnapshot(snap);
+		ExecDropSingleTupleTableSlot(tts);
+		table_close(balances, NoLock);
+		table_close(events, NoLock);
+		return position;
+	}
+
 	slots = palloc0(sizeof(PostSlot) * nlegs);
 	flags = palloc0(sizeof(int) * nlegs);
 	for (i = 0; i < nlegs; i++)
@@ -911,23 +935,8 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		if (i == 0 || slots[i].lockhash != slots[i - 1].lockhash)
 			ledger_lock_hash(slots[i].lockhash, LEDGER_LOCK_BALANCE, ExclusiveLock);
 
-	/*
-	 * Lock step 4, before any check: a twin that committed while we waited
-	 * for the balances wins, and we must answer with its position rather
-	 * than judge our legs against balances that already include them.
-	 */
-	ledger_lock_stream(stream);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
-	{
-		UnregisterSnapshot(snap);
-		ExecDropSingleTupleTableSlot(tts);
-		table_close(balances, NoLock);
-		table_close(events, NoLock);
-		return position;
-	}
-
 	/* everything committed before our locks were granted is visible now */
+	snap = RegisterSnapshot(GetLatestSnapshot());
 	check_accounts(slots, nlegs, snap, flags);
 	for (i = 0; i < nlegs; i++)
 	{
@@ -938,10 +947,12 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	UnregisterSnapshot(snap);
 	apply_legs(slots, nlegs, flags, transfer_id);
 
-	ev.type = cstring_to_text("TransferPosted");
-	ev.data = transfer_event_data(transfer_id, legs, nlegs, metadata);
-	ev.metadata = ledger_empty_object();
-	appended = ledger_append_to_stream(stream, 0, &ev, 1);
+	/* the stream is new (no twin under our lock): version 1 */
+	{
+		LedgerStreamHead head = {0, InvalidFullTransactionId};
+
+		appended = ledger_append_at_head(events, stream, head, &ev, 1);
+	}
 	position = appended.position;
 
 	write_models(balances, slots, nlegs, transfer_id, position, appended.recorded_at);
