@@ -24,6 +24,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 't';
+use LedgerTest qw($SAMPLE_FILL_SQL);
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
@@ -72,30 +74,7 @@ cmp_ok($loaded, '>=', $log_events, "the log holds $loaded events");
 
 # a sampler of the registry: one row per projection every 10 ms until all
 # are live (read-only, so it holds back no catch-up horizon)
-q1(q{
-CREATE FUNCTION sample_fill(p_names text[], p_timeout interval)
-RETURNS TABLE (at_s double precision, name text, state text, events_applied bigint)
-LANGUAGE plpgsql AS $$
-DECLARE
-    t0 timestamptz := clock_timestamp();
-    r record;
-    all_live boolean;
-BEGIN
-    LOOP
-        all_live := true;
-        FOR r IN SELECT p.name, p.state, p.events_applied FROM ledger.projections p
-                  WHERE p.name = ANY (p_names) ORDER BY p.name LOOP
-            at_s := extract(epoch FROM clock_timestamp() - t0);
-            name := r.name; state := r.state; events_applied := r.events_applied;
-            RETURN NEXT;
-            all_live := all_live AND r.state = 'live';
-        END LOOP;
-        EXIT WHEN all_live OR clock_timestamp() - t0 > p_timeout;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-END
-$$}
-);
+q1($SAMPLE_FILL_SQL);
 
 # pgbench, restarted every 2 s until told to stop, so that it can be stopped
 # cleanly and every run's report checked

@@ -1,5 +1,4 @@
-# Shared checks for the ledger_cqrs TAP tests (020_concurrency,
-# 021_crash_ledger, 022_dump_restore).
+# Shared checks for the ledger_cqrs TAP tests (010, 011, 020, 021, 022).
 #
 # Each check recomputes what the extension maintains from ledger.events
 # itself, in plain SQL, rather than trusting the extension's own verify;
@@ -24,7 +23,52 @@ our @EXPORT = qw(
   catch_up_all
   server_log_clean
   wait_for
+  $SAMPLE_FILL_SQL
+  $TURNOVER_DIFF_SQL
 );
+
+# A function that samples the registry: one row per named projection every
+# 10 ms until all are live or the timeout passes (read-only, so it holds
+# back no catch-up horizon).
+our $SAMPLE_FILL_SQL = q{
+CREATE FUNCTION sample_fill(p_names text[], p_timeout interval)
+RETURNS TABLE (at_s double precision, name text, state text, events_applied bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    r record;
+    all_live boolean;
+BEGIN
+    LOOP
+        all_live := true;
+        FOR r IN SELECT p.name, p.state, p.events_applied FROM ledger.projections p
+                  WHERE p.name = ANY (p_names) ORDER BY p.name LOOP
+            at_s := extract(epoch FROM clock_timestamp() - t0);
+            name := r.name; state := r.state; events_applied := r.events_applied;
+            RETURN NEXT;
+            all_live := all_live AND r.state = 'live';
+        END LOOP;
+        EXIT WHEN all_live OR clock_timestamp() - t0 > p_timeout;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$};
+
+# Rows by which the projection 'turnover' (per currency and side: total,
+# legs) differs from its query over the whole log: 0 when it is exact.
+our $TURNOVER_DIFF_SQL = q{
+	SELECT count(*) FROM (
+	  (SELECT currency, side, total, legs FROM turnover
+	   EXCEPT ALL
+	   SELECT l->>'currency', l->>'side', sum((l->>'amount')::numeric), count(*)
+	     FROM ledger.events e, jsonb_array_elements(e.data->'legs') l
+	    WHERE e.type = 'TransferPosted' GROUP BY 1, 2)
+	  UNION ALL
+	  (SELECT l->>'currency', l->>'side', sum((l->>'amount')::numeric), count(*)
+	     FROM ledger.events e, jsonb_array_elements(e.data->'legs') l
+	    WHERE e.type = 'TransferPosted' GROUP BY 1, 2
+	   EXCEPT ALL
+	   SELECT currency, side, total, legs FROM turnover)) d};
 
 # The legs of every posting, one row per leg, straight from the log.
 our $LEGS_SQL = q{
