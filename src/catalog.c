@@ -15,6 +15,7 @@
 #include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
@@ -223,22 +224,70 @@ ledger_insert_tuple(Relation rel, HeapTuple tuple)
 /*
  * ledger_update_tuple -- replace the row at otid, which the caller has made
  * sure nobody else updates concurrently (it holds the row's advisory lock),
- * and add index entries unless the update was HOT.
+ * and add index entries unless the update was HOT.  Returns true when it
+ * added them: the row's index entries now point to tuple->t_self.
  */
-void
+bool
 ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple)
 {
 #if PG_VERSION_NUM >= 160000
 	TU_UpdateIndexes update_indexes;
 
 	simple_heap_update(rel, otid, tuple, &update_indexes);
-	if (update_indexes != TU_None)
-		insert_index_entries(rel, tuple);
+	if (update_indexes == TU_None)
+		return false;
 #else
 	simple_heap_update(rel, otid, tuple);
-	if (!HeapTupleIsHeapOnly(tuple))
-		insert_index_entries(rel, tuple);
+	if (HeapTupleIsHeapOnly(tuple))
+		return false;
 #endif
+	insert_index_entries(rel, tuple);
+	return true;
+}
+
+/*
+ * fetch_by_index -- the row whose leading index columns equal keys (all
+ * text), as seen by snapshot, through the index.  *root, if not NULL, gets
+ * the heap TID the index entry holds: the root of the row's HOT chain,
+ * which stays put while the row is updated in place.
+ */
+static bool
+fetch_by_index(Relation rel, Oid indexoid, int nkeys, text **keys,
+			   Snapshot snapshot, TupleTableSlot *slot, ItemPointer root)
+{
+	Relation	idx = index_open(indexoid, AccessShareLock);
+	ScanKeyData skeys[INDEX_MAX_KEYS];
+	IndexScanDesc scan;
+	bool		found = false;
+	int			i;
+
+	for (i = 0; i < nkeys; i++)
+		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber,
+							   InvalidOid, idx->rd_indcollation[i], F_TEXTEQ,
+							   PointerGetDatum(keys[i]));
+	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	/* index_getnext_slot, keeping the TID from the index */
+	for (;;)
+	{
+		if (!scan->xs_heap_continue)
+		{
+			ItemPointer tid = index_getnext_tid(scan, ForwardScanDirection);
+
+			if (tid == NULL)
+				break;
+			if (root != NULL)
+				*root = *tid;
+		}
+		if (index_fetch_heap(scan, slot))
+		{
+			found = true;
+			break;
+		}
+	}
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	return found;
 }
 
 /*
@@ -249,21 +298,60 @@ bool
 ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys, text **keys,
 						 Snapshot snapshot, TupleTableSlot *slot)
 {
-	Relation	idx = index_open(indexoid, AccessShareLock);
-	ScanKeyData skeys[INDEX_MAX_KEYS];
-	IndexScanDesc scan;
-	bool		found;
-	int			i;
+	return fetch_by_index(rel, indexoid, nkeys, keys, snapshot, slot, NULL);
+}
 
-	for (i = 0; i < nkeys; i++)
-		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber,
-							   InvalidOid, idx->rd_indcollation[i], F_TEXTEQ,
-							   PointerGetDatum(keys[i]));
-	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
-	index_rescan(scan, skeys, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	index_close(idx, AccessShareLock);
+/*
+ * ledger_fetch_hinted -- ledger_fetch_by_text_key for a unique index whose
+ * columns are the table's first nkeys columns, trying *hint first: the
+ * heap TID the index gave for this key last time.  The hint is only a
+ * guess.  It is followed when its block lies below nblocks, which the
+ * caller read while holding a lock on rel that keeps it from being
+ * truncated, and its answer is taken only when the row it leads to is
+ * visible and has the key (the line pointer may since have been freed and
+ * reused).  Otherwise the index is searched, and *hint set from it.
+ */
+bool
+ledger_fetch_hinted(Relation rel, Oid indexoid, int nkeys, text **keys,
+					Snapshot snapshot, TupleTableSlot *slot,
+					ItemPointer hint, BlockNumber nblocks)
+{
+	bool		found;
+
+	if (ItemPointerIsValid(hint) && ItemPointerGetBlockNumber(hint) < nblocks)
+	{
+		IndexFetchTableData *fetch = table_index_fetch_begin(rel);
+		ItemPointerData tid = *hint;
+		bool		call_again = false;
+		bool		all_dead = false;
+
+		found = table_index_fetch_tuple(fetch, &tid, snapshot, slot,
+										&call_again, &all_dead);
+		table_index_fetch_end(fetch);
+		if (found)
+		{
+			int			i;
+
+			for (i = 0; i < nkeys; i++)
+			{
+				bool		isnull;
+				Datum		d = slot_getattr(slot, i + 1, &isnull);
+				text	   *t;
+
+				if (isnull)
+					break;
+				t = DatumGetTextPP(d);
+				if (VARSIZE_ANY_EXHDR(t) != VARSIZE_ANY_EXHDR(keys[i]) ||
+					memcmp(VARDATA_ANY(t), VARDATA_ANY(keys[i]), VARSIZE_ANY_EXHDR(t)) != 0)
+					break;
+			}
+			if (i == nkeys)
+				return true;
+		}
+	}
+	found = fetch_by_index(rel, indexoid, nkeys, keys, snapshot, slot, hint);
+	if (!found)
+		ItemPointerSetInvalid(hint);
 	return found;
 }
 

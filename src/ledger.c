@@ -439,7 +439,7 @@ ledger_close_account(PG_FUNCTION_ARGS)
 	values[4] = TimestampTzGetDatum(appended.recorded_at);
 	nulls[4] = false;
 	tup = heap_form_tuple(RelationGetDescr(accounts), values, nulls);
-	ledger_update_tuple(accounts, &slot->tts_tid, tup);
+	(void) ledger_update_tuple(accounts, &slot->tts_tid, tup);
 
 	ExecDropSingleTupleTableSlot(slot);
 	ExecDropSingleTupleTableSlot(bslot);

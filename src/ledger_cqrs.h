@@ -69,10 +69,14 @@ typedef struct LedgerCatalog
 extern const LedgerCatalog *ledger_catalog(void);
 extern void ledger_catalog_init(void);
 extern void ledger_insert_tuple(Relation rel, HeapTuple tuple);
-extern void ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple);
+extern bool ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple);
 extern bool ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys,
 									 text **keys, Snapshot snapshot,
 									 TupleTableSlot *slot);
+extern bool ledger_fetch_hinted(Relation rel, Oid indexoid, int nkeys,
+								text **keys, Snapshot snapshot,
+								TupleTableSlot *slot, ItemPointer hint,
+								BlockNumber nblocks);
 extern text *ledger_prefixed_name(const char *prefix, text *name);
 
 /* ledger_cqrs.c */

@@ -6,7 +6,10 @@
  * A posting appends one TransferPosted event and folds it into the read
  * models ledger.balances and ledger.account_entries in the same transaction,
  * without SPI: rows are found by index probes and written with direct heap
- * and index calls.
+ * and index calls.  Balance and account rows are looked for first at the
+ * heap TID the index gave for them last time in this backend (see
+ * ledger_fetch_hinted), which saves the index descents inside the balance
+ * locks' critical section.
  *
  * Locking, in this order, so that crossing transfers cannot deadlock:
  *
@@ -31,8 +34,8 @@
  * running balance_after agrees with "balance as of position".
  *
  * Idempotency: transfer_id names the stream "transfer:<id>".  Its first event
- * is compared with the request before any lock is taken (the retry path),
- * and again under the stream lock, so two racing twins never both post.
+ * is compared with the request under the stream lock, so two racing twins
+ * never both post, and a retry returns the original position.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,6 +49,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -78,6 +82,7 @@ typedef struct PostSlot
 	LedgerLeg  *leg;
 	uint64		lockhash;
 	bool		exists;			/* the balance row exists */
+	ItemPointerData hint;		/* its TID as the index gave it, if known */
 	ItemPointerData tid;
 	Numeric		debits;
 	Numeric		credits;
@@ -100,21 +105,30 @@ static Oid	currency_cache_relid = InvalidOid;	/* ledger.currencies */
 
 /*
  * Balance rows this backend has seen committed-or-own and existing, keyed by
- * their lock hash: a posting on them needs no pre-read to decide whether it
- * opens a new currency on the account.  Forgotten on abort (our own insert
- * may have been rolled back) and on any relcache invalidation of
- * ledger.balances (a rebuild).
+ * their lock hash, with the heap TID their index entry holds (a hint for
+ * ledger_fetch_hinted).  A posting on a known row needs no pre-read to
+ * decide whether it opens a new currency on the account.  Forgotten on
+ * abort (our own insert may have been rolled back) and on any relcache
+ * invalidation of ledger.balances (a rebuild).
  */
+typedef struct RowHint
+{
+	uint64		hash;
+	ItemPointerData root;
+} RowHint;
+
 static HTAB *known_balances = NULL;
 static Oid	known_balances_relid = InvalidOid;
 #define KNOWN_BALANCES_MAX 100000
+
+/* Likewise TID hints for ledger.accounts rows, keyed by a hash of the id. */
+static HTAB *account_hints = NULL;
+static Oid	account_hints_relid = InvalidOid;
+#define ACCOUNT_HINTS_MAX 100000
+
 static Numeric amount_bounds[LEDGER_MAX_SCALE + 1];
 static Numeric numeric_zero = NULL;
 
-/*
- * A currency row our own transaction inserted must not outlive an abort;
- * simplest is to forget the cache whenever a transaction aborts.
- */
 static void
 forget_known_balances(void)
 {
@@ -125,18 +139,34 @@ forget_known_balances(void)
 	}
 }
 
+/*
+ * Caches filled from rows our own transaction wrote must not outlive their
+ * rollback, whole or to a savepoint; simplest is to forget them then.
+ */
+static void
+forget_own_rows(void)
+{
+	if (currency_cache != NULL)
+	{
+		hash_destroy(currency_cache);
+		currency_cache = NULL;
+	}
+	forget_known_balances();
+}
+
 static void
 posting_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-	{
-		if (currency_cache != NULL)
-		{
-			hash_destroy(currency_cache);
-			currency_cache = NULL;
-		}
-		forget_known_balances();
-	}
+		forget_own_rows();
+}
+
+static void
+posting_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_own_rows();
 }
 
 static void
@@ -144,6 +174,12 @@ posting_inval_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == known_balances_relid)
 		forget_known_balances();
+	if (account_hints != NULL &&
+		(relid == InvalidOid || relid == account_hints_relid))
+	{
+		hash_destroy(account_hints);
+		account_hints = NULL;
+	}
 	if (currency_cache != NULL &&
 		(relid == InvalidOid || relid == currency_cache_relid))
 	{
@@ -156,6 +192,7 @@ void
 ledger_posting_init(void)
 {
 	RegisterXactCallback(posting_xact_callback, NULL);
+	RegisterSubXactCallback(posting_subxact_callback, NULL);
 	CacheRegisterRelcacheCallback(posting_inval_callback, (Datum) 0);
 }
 
@@ -622,40 +659,61 @@ transfer_event_data(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metada
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
+/* the known balance row under lock hash h: true, with its TID hint */
 static bool
-balance_known(uint64 h)
+balance_known(uint64 h, ItemPointer root)
 {
-	return known_balances != NULL && hash_search(known_balances, &h, HASH_FIND, NULL) != NULL;
+	RowHint    *e;
+
+	if (known_balances == NULL)
+		return false;
+	e = hash_search(known_balances, &h, HASH_FIND, NULL);
+	if (e == NULL)
+		return false;
+	*root = e->root;
+	return true;
 }
 
+/* enter (or refresh) a row hint in *table, created on first use */
 static void
-note_balance(uint64 h)
+note_hint(HTAB **table, Oid *relid, Oid rel, long max, const char *name,
+		  uint64 h, ItemPointer root)
 {
-	if (known_balances == NULL || hash_get_num_entries(known_balances) >= KNOWN_BALANCES_MAX)
+	RowHint    *e;
+
+	if (*table == NULL || hash_get_num_entries(*table) >= max)
 	{
 		HASHCTL		ctl;
 
-		forget_known_balances();
+		if (*table != NULL)
+			hash_destroy(*table);
 		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(uint64);
-		known_balances = hash_create("ledger_cqrs known balances", 1024, &ctl,
-									 HASH_ELEM | HASH_BLOBS);
-		known_balances_relid = ledger_catalog()->balances;
+		ctl.entrysize = sizeof(RowHint);
+		*table = hash_create(name, 1024, &ctl, HASH_ELEM | HASH_BLOBS);
+		*relid = rel;
 	}
-	(void) hash_search(known_balances, &h, HASH_ENTER, NULL);
+	e = hash_search(*table, &h, HASH_ENTER, NULL);
+	e->root = *root;
 }
 
 /*
- * read_balance -- fill a slot from the balance row, if it exists.
+ * read_balance -- fill a slot from the balance row, if it exists.  With a
+ * hint (the row's TID as last seen, or invalid), the row is looked for
+ * there first, and the hint is updated.
  */
 static void
-read_balance(Relation balances, PostSlot *s, Snapshot snap, TupleTableSlot *tts)
+read_balance(Relation balances, PostSlot *s, Snapshot snap, TupleTableSlot *tts,
+			 ItemPointer hint, BlockNumber nblocks)
 {
 	const LedgerCatalog *c = ledger_catalog();
 	text	   *keys[2] = {s->leg->account, s->leg->currency};
 	bool		isnull;
 
-	s->exists = ledger_fetch_by_text_key(balances, c->balances_pkey, 2, keys, snap, tts);
+	if (hint != NULL)
+		s->exists = ledger_fetch_hinted(balances, c->balances_pkey, 2, keys, snap, tts,
+										hint, nblocks);
+	else
+		s->exists = ledger_fetch_by_text_key(balances, c->balances_pkey, 2, keys, snap, tts);
 	if (!s->exists)
 	{
 		/* 0 written at the currency's scale, like every other total */
@@ -681,6 +739,7 @@ check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
 	const LedgerCatalog *c = ledger_catalog();
 	Relation	accounts = table_open(c->accounts, AccessShareLock);
 	TupleTableSlot *tts = table_slot_create(accounts, NULL);
+	BlockNumber nblocks = InvalidBlockNumber;	/* read once, if needed */
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -688,6 +747,9 @@ check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
 		text	   *account = slots[i].leg->account;
 		bool		isnull;
 		text	   *status;
+		uint64		h;
+		RowHint    *e;
+		ItemPointerData root;
 		int			j;
 
 		/* an account already seen in an earlier slot */
@@ -700,11 +762,23 @@ check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
 			continue;
 		}
 
-		if (!ledger_fetch_by_text_key(accounts, c->accounts_pkey, 1, &account, snap, tts))
+		h = hash_bytes_extended((unsigned char *) VARDATA_ANY(account),
+								VARSIZE_ANY_EXHDR(account), 0);
+		e = account_hints != NULL ? hash_search(account_hints, &h, HASH_FIND, NULL) : NULL;
+		if (e != NULL)
+			root = e->root;
+		else
+			ItemPointerSetInvalid(&root);
+		if (ItemPointerIsValid(&root) && nblocks == InvalidBlockNumber)
+			nblocks = RelationGetNumberOfBlocks(accounts);
+		if (!ledger_fetch_hinted(accounts, c->accounts_pkey, 1, &account, snap, tts,
+								 &root, nblocks))
 			ereport(ERROR,
 					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
 					 errmsg("account \"%s\" does not exist", text_to_cstring(account)),
 					 errhint("Open it with ledger.open_account() first.")));
+		note_hint(&account_hints, &account_hints_relid, c->accounts, ACCOUNT_HINTS_MAX,
+				  "ledger_cqrs account hints", h, &root);
 		status = DatumGetTextPP(slot_getattr(tts, Anum_accounts_status, &isnull));
 		if (VARSIZE_ANY_EXHDR(status) != 4 || memcmp(VARDATA_ANY(status), "open", 4) != 0)
 			ereport(ERROR,
@@ -795,10 +869,13 @@ write_models(Relation balances, PostSlot *slots, int n, text *transfer_id,
 		bv[5] = Int64GetDatum(s->postings + 1);
 		bv[6] = Int64GetDatum(position);
 		tup = heap_form_tuple(RelationGetDescr(balances), bv, bn);
-		if (s->exists)
-			ledger_update_tuple(balances, &s->tid, tup);
-		else
+		/* a new row, or a new index entry for it: its hint moves along */
+		if (!s->exists)
 			ledger_insert_tuple(balances, tup);
+		if (!s->exists || ledger_update_tuple(balances, &s->tid, tup))
+			note_hint(&known_balances, &known_balances_relid, c->balances,
+					  KNOWN_BALANCES_MAX, "ledger_cqrs known balances",
+					  s->lockhash, &tup->t_self);
 		heap_freetuple(tup);
 
 		ev[0] = PointerGetDatum(s->leg->account);
@@ -858,27 +935,17 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	int64		position;
 	LedgerNewEvent ev;
 	LedgerAppended appended;
+	BlockNumber nblocks;
 	int			i;
 
 	events = table_open(c->events, RowExclusiveLock);
 	balances = table_open(c->balances, RowExclusiveLock);
 	tts = table_slot_create(balances, NULL);
 
-	/* a retry of a posting that already happened: no lock needed */
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
-	{
-		UnregisterSnapshot(snap);
-		ExecDropSingleTupleTableSlot(tts);
-		table_close(balances, NoLock);
-		table_close(events, NoLock);
-		return position;
-	}
-
 	/*
 	 * Everything that need not happen under a balance lock happens before
 	 * it: the event is built, and the transfer's own stream is locked and
-	 * checked for a twin that committed meanwhile.  (Each transfer id has
+	 * checked for a twin, the original of a retry.  (Each transfer id has
 	 * its own stream, so taking it first cannot deadlock with another
 	 * posting.)  A hot account is held only for the balance work.
 	 */
@@ -886,7 +953,6 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	ev.data = transfer_event_data(transfer_id, legs, nlegs, metadata);
 	ev.metadata = ledger_empty_object();
 	ledger_lock_stream(stream);
-	UnregisterSnapshot(snap);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
 	{
@@ -904,13 +970,23 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		slots[i].leg = &legs[i];
 		slots[i].lockhash = ledger_balance_hash(legs[i].account, legs[i].currency);
 		/* only to decide on the account lock below: is this a new row? */
-		if (balance_known(slots[i].lockhash))
+		if (balance_known(slots[i].lockhash, &slots[i].hint))
 			slots[i].exists = true;
 		else
-			read_balance(balances, &slots[i], snap, tts);
+		{
+			read_balance(balances, &slots[i], snap, tts, NULL, 0);
+			ItemPointerSetInvalid(&slots[i].hint);
+		}
 	}
 	UnregisterSnapshot(snap);
 	qsort(slots, nlegs, sizeof(PostSlot), slot_cmp);
+
+	/*
+	 * How far balance hints may point: read outside the balance locks, and
+	 * valid until we commit, because our RowExclusiveLock on the table
+	 * keeps VACUUM from cutting it short.
+	 */
+	nblocks = RelationGetNumberOfBlocks(balances);
 
 	/* lock step 2: accounts that get a new balance row */
 	{
@@ -940,9 +1016,11 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	check_accounts(slots, nlegs, snap, flags);
 	for (i = 0; i < nlegs; i++)
 	{
-		read_balance(balances, &slots[i], snap, tts);
+		read_balance(balances, &slots[i], snap, tts, &slots[i].hint, nblocks);
 		if (slots[i].exists)
-			note_balance(slots[i].lockhash);
+			note_hint(&known_balances, &known_balances_relid, c->balances,
+					  KNOWN_BALANCES_MAX, "ledger_cqrs known balances",
+					  slots[i].lockhash, &slots[i].hint);
 	}
 	UnregisterSnapshot(snap);
 	apply_legs(slots, nlegs, flags, transfer_id);
