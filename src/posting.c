@@ -731,15 +731,14 @@ read_balance(Relation balances, PostSlot *s, Snapshot snap, TupleTableSlot *tts,
 
 /*
  * check_accounts -- every account exists and is open; returns nothing but
- * leaves the flag bits of each slot's account in flags[].
+ * leaves the flag bits of each slot's account in flags[].  accounts is
+ * open, tts a slot for it, nblocks the bound for its row hints.
  */
 static void
-check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
+check_accounts(Relation accounts, TupleTableSlot *tts, BlockNumber nblocks,
+			   PostSlot *slots, int n, Snapshot snap, int *flags)
 {
 	const LedgerCatalog *c = ledger_catalog();
-	Relation	accounts = table_open(c->accounts, AccessShareLock);
-	TupleTableSlot *tts = table_slot_create(accounts, NULL);
-	BlockNumber nblocks = InvalidBlockNumber;	/* read once, if needed */
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -769,8 +768,6 @@ check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
 			root = e->root;
 		else
 			ItemPointerSetInvalid(&root);
-		if (ItemPointerIsValid(&root) && nblocks == InvalidBlockNumber)
-			nblocks = RelationGetNumberOfBlocks(accounts);
 		if (!ledger_fetch_hinted(accounts, c->accounts_pkey, 1, &account, snap, tts,
 								 &root, nblocks))
 			ereport(ERROR,
@@ -787,8 +784,6 @@ check_accounts(PostSlot *slots, int n, Snapshot snap, int *flags)
 					 errdetail("A closed account takes no further postings.")));
 		flags[i] = ledger_decode_flags(slot_getattr(tts, Anum_accounts_flags, &isnull));
 	}
-	ExecDropSingleTupleTableSlot(tts);
-	table_close(accounts, AccessShareLock);
 }
 
 /*
@@ -843,11 +838,10 @@ apply_legs(PostSlot *slots, int n, int *flags, text *transfer_id)
  * ledger.account_entries.
  */
 static void
-write_models(Relation balances, PostSlot *slots, int n, text *transfer_id,
-			 int64 position, TimestampTz recorded_at)
+write_models(Relation balances, Relation entries, PostSlot *slots, int n,
+			 text *transfer_id, int64 position, TimestampTz recorded_at)
 {
 	const LedgerCatalog *c = ledger_catalog();
-	Relation	entries = table_open(c->account_entries, RowExclusiveLock);
 	Relation	snapshots = NULL;
 	int			i;
 
@@ -911,7 +905,6 @@ write_models(Relation balances, PostSlot *slots, int n, text *transfer_id,
 			heap_freetuple(tup);
 		}
 	}
-	table_close(entries, NoLock);
 	if (snapshots != NULL)
 		table_close(snapshots, NoLock);
 }
@@ -936,6 +929,10 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	LedgerNewEvent ev;
 	LedgerAppended appended;
 	BlockNumber nblocks;
+	Relation	accounts;
+	BlockNumber accounts_nblocks;
+	TupleTableSlot *accounts_tts;
+	Relation	entries;
 	int			i;
 
 	events = table_open(c->events, RowExclusiveLock);
@@ -982,11 +979,18 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	qsort(slots, nlegs, sizeof(PostSlot), slot_cmp);
 
 	/*
-	 * How far balance hints may point: read outside the balance locks, and
-	 * valid until we commit, because our RowExclusiveLock on the table
-	 * keeps VACUUM from cutting it short.
+	 * Whatever the critical section below needs and can get now, it gets
+	 * now: the other relations, open; how far row hints may point (valid
+	 * until we commit, because our locks on the tables keep VACUUM from
+	 * cutting them short); and our transaction id, whose assignment takes a
+	 * contended lock.
 	 */
 	nblocks = RelationGetNumberOfBlocks(balances);
+	accounts = table_open(c->accounts, AccessShareLock);
+	accounts_nblocks = RelationGetNumberOfBlocks(accounts);
+	accounts_tts = table_slot_create(accounts, NULL);
+	entries = table_open(c->account_entries, RowExclusiveLock);
+	(void) GetTopTransactionId();
 
 	/* lock step 2: accounts that get a new balance row */
 	{
@@ -1013,7 +1017,7 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 
 	/* everything committed before our locks were granted is visible now */
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	check_accounts(slots, nlegs, snap, flags);
+	check_accounts(accounts, accounts_tts, accounts_nblocks, slots, nlegs, snap, flags);
 	for (i = 0; i < nlegs; i++)
 	{
 		read_balance(balances, &slots[i], snap, tts, &slots[i].hint, nblocks);
@@ -1033,9 +1037,12 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	}
 	position = appended.position;
 
-	write_models(balances, slots, nlegs, transfer_id, position, appended.recorded_at);
+	write_models(balances, entries, slots, nlegs, transfer_id, position, appended.recorded_at);
 	CommandCounterIncrement();
 
+	ExecDropSingleTupleTableSlot(accounts_tts);
+	table_close(accounts, AccessShareLock);
+	table_close(entries, NoLock);
 	ExecDropSingleTupleTableSlot(tts);
 	table_close(balances, NoLock);
 	table_close(events, NoLock);
