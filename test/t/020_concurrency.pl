@@ -7,7 +7,9 @@
 #     transfers racing a session that rebuilds every projection in turn;
 #     then two rebuilds of the same projection, the second started while
 #     the first has not committed; then rebuilds (built-in and user)
-#     racing each other from every client;
+#     racing each other from every client; then transfers racing VACUUM,
+#     VACUUM FULL, account rebuilds and a non-HOT index on balances, which
+#     move the rows postings look for at their TID hints;
 #  2. crossing transfers: A->B and B->A from every client, plus crossing
 #     4-leg exchanges between the same two accounts in two currencies;
 #  3. flagged accounts drained from every client: a wallet with
@@ -41,6 +43,7 @@ use lib 't';
 use LedgerTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use IPC::Run;
 use Test::More;
 
 my $clients = 8;
@@ -492,6 +495,54 @@ SELECT ledger.rebuild_projection((ARRAY['leg_totals', 'event_counts', 'turnover'
 PGBENCH
 	});
 invariants('after rebuilds racing rebuilds');
+
+#
+# 1e. transfers racing table maintenance that moves the rows postings find
+#     at their TID hints: VACUUM (which may cut pages off the end), VACUUM
+#     FULL (new files), rebuilds of ledger.accounts (rows deleted and
+#     reinserted) and an index on balances.balance that makes every balance
+#     update non-HOT while it exists.  One psql session runs the rounds
+#     from a file while pgbench posts for a fixed time.
+#
+my $maint_rounds = 10;
+my $maint_file = PostgreSQL::Test::Utils::tempdir() . '/maintenance.sql';
+PostgreSQL::Test::Utils::append_to_file($maint_file, join('', map { <<"SQL" } 1 .. $maint_rounds));
+VACUUM ledger.balances;
+VACUUM ledger.accounts;
+SELECT ledger.rebuild_projection('accounts') > 0;
+CREATE INDEX maint_balance_idx ON ledger.balances (balance);
+SELECT pg_sleep(0.2);
+DROP INDEX ledger.maint_balance_idx;
+VACUUM FULL ledger.balances;
+SELECT pg_sleep(0.1);
+VACUUM FULL ledger.accounts;
+SELECT 'round', $_;
+SQL
+my ($maint_out, $maint_err) = ('', '');
+my $maint = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-f', $maint_file,
+	  '-d', $node->connstr('postgres') ],
+	'>', \$maint_out, '2>', \$maint_err, IPC::Run::timeout(600));
+$node->pgbench(
+	"--no-vacuum --client=$clients --jobs=2 --time=8 --protocol=prepared",
+	0,
+	[ qr{number of failed transactions: 0 } ],
+	[ qr{^$} ],
+	'pgbench: transfers racing VACUUM, VACUUM FULL, account rebuilds and a non-HOT index',
+	{
+		'020_transfer4@1' => <<'PGBENCH',
+\set a random(1, 200)
+\set b random(1, 199)
+\set c random(1, 4)
+\set amt random(1, 500000)
+SELECT rnd_transfer(:a, :b, :c, :amt);
+PGBENCH
+	});
+ok($maint->finish, 'workload 1e: every maintenance statement succeeded');
+is($maint_err, '', 'workload 1e: the maintenance session printed no error');
+is(scalar(() = $maint_out =~ /^round\|\d+$/mg), $maint_rounds,
+	"workload 1e: $maint_rounds maintenance rounds ran");
+invariants('after transfers racing table maintenance');
 
 #
 # 2. crossing postings on two accounts
