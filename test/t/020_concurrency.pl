@@ -375,18 +375,21 @@ sub invariants
 	return;
 }
 
-#
-# 1. random transfers and exchanges among 200 accounts, 4 currencies
-#
-my $w1 = storm('random transfers and exchanges among 200 accounts', 400,
-	{
-		'020_transfer@8' => <<'PGBENCH',
+# one random transfer among the 200 accounts, in one of 4 currencies
+my $RND_TRANSFER = <<'PGBENCH';
 \set a random(1, 200)
 \set b random(1, 199)
 \set c random(1, 4)
 \set amt random(1, 500000)
 SELECT rnd_transfer(:a, :b, :c, :amt);
 PGBENCH
+
+#
+# 1. random transfers and exchanges among 200 accounts, 4 currencies
+#
+my $w1 = storm('random transfers and exchanges among 200 accounts', 400,
+	{
+		'020_transfer@8' => $RND_TRANSFER,
 		'020_exchange@2' => <<'PGBENCH',
 \set a random(1, 200)
 \set b random(1, 199)
@@ -423,13 +426,7 @@ ok(wait_for('the first rebuild', 60,
 	'workload 1b: a session keeps rebuilding projections');
 my $w1b = storm('transfers racing a rebuilding session', 60,
 	{
-		'020_transfer2@1' => <<'PGBENCH',
-\set a random(1, 200)
-\set b random(1, 199)
-\set c random(1, 4)
-\set amt random(1, 500000)
-SELECT rnd_transfer(:a, :b, :c, :amt);
-PGBENCH
+		'020_transfer2@1' => $RND_TRANSFER,
 	});
 q1('UPDATE rebuild_ctl SET stop = true');
 $rebuilder->finish;
@@ -478,13 +475,7 @@ for my $name ('ledger.balances', 'ledger.account_entries', 'leg_totals', 'turnov
 #
 my $w1d = storm('rebuilds racing rebuilds', 20,
 	{
-		'020_transfer3@1' => <<'PGBENCH',
-\set a random(1, 200)
-\set b random(1, 199)
-\set c random(1, 4)
-\set amt random(1, 500000)
-SELECT rnd_transfer(:a, :b, :c, :amt);
-PGBENCH
+		'020_transfer3@1' => $RND_TRANSFER,
 		'020_rebuild_builtin@2' => <<'PGBENCH',
 \set k random(1, 2)
 SELECT ledger.rebuild_projection((ARRAY['ledger.balances', 'ledger.account_entries'])[:k::int]);
@@ -530,13 +521,7 @@ $node->pgbench(
 	[ qr{^$} ],
 	'pgbench: transfers racing VACUUM, VACUUM FULL, account rebuilds and a non-HOT index',
 	{
-		'020_transfer4@1' => <<'PGBENCH',
-\set a random(1, 200)
-\set b random(1, 199)
-\set c random(1, 4)
-\set amt random(1, 500000)
-SELECT rnd_transfer(:a, :b, :c, :amt);
-PGBENCH
+		'020_transfer4@1' => $RND_TRANSFER,
 	});
 ok($maint->finish, 'workload 1e: every maintenance statement succeeded');
 is($maint_err, '', 'workload 1e: the maintenance session printed no error');
