@@ -262,9 +262,15 @@ fetch_by_index(Relation rel, Oid indexoid, int nkeys, text **keys,
 	int			i;
 
 	for (i = 0; i < nkeys; i++)
+	{
+		/* hints are checked against the table's first columns */
+		if (root != NULL && idx->rd_index->indkey.values[i] != i + 1)
+			elog(ERROR, "index \"%s\" does not start with the first columns of \"%s\"",
+				 RelationGetRelationName(idx), RelationGetRelationName(rel));
 		ScanKeyEntryInitialize(&skeys[i], 0, i + 1, BTEqualStrategyNumber,
 							   InvalidOid, idx->rd_indcollation[i], F_TEXTEQ,
 							   PointerGetDatum(keys[i]));
+	}
 	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
 	index_rescan(scan, skeys, nkeys, NULL, 0);
 	/* index_getnext_slot, keeping the TID from the index */
