@@ -1020,8 +1020,12 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	check_accounts(accounts, accounts_tts, accounts_nblocks, slots, nlegs, snap, flags);
 	for (i = 0; i < nlegs; i++)
 	{
+		ItemPointerData before = slots[i].hint;
+
 		read_balance(balances, &slots[i], snap, tts, &slots[i].hint, nblocks);
-		if (slots[i].exists)
+		/* remembered unless the hint it came with was right */
+		if (slots[i].exists &&
+			(!ItemPointerIsValid(&before) || !ItemPointerEquals(&before, &slots[i].hint)))
 			note_hint(&known_balances, &known_balances_relid, c->balances,
 					  KNOWN_BALANCES_MAX, "ledger_cqrs known balances",
 					  slots[i].lockhash, &slots[i].hint);

@@ -25,7 +25,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 't';
-use LedgerTest qw($SAMPLE_FILL_SQL);
+use LedgerTest qw($APPEND_PGBENCH $SAMPLE_FILL_SQL);
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
@@ -80,13 +80,7 @@ q1($SAMPLE_FILL_SQL);
 # cleanly and every run's report checked
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 open my $fh, '>', "$tmp/one.sql" or die $!;
-print $fh <<'PGBENCH';
-\set s random(0, 1019)
-\set n random(0, 999)
-\set k random(1, 3)
-SELECT ledger.append('s' || :s::int, CASE WHEN :k::int = 1 THEN 'Counted' ELSE 'Other' END,
-                     jsonb_build_object('n', :n::int));
-PGBENCH
+print $fh $APPEND_PGBENCH;
 close $fh;
 open $fh, '>', "$tmp/two.sql" or die $!;
 print $fh <<'PGBENCH';

@@ -29,6 +29,8 @@
 use strict;
 use warnings;
 
+use lib 't';
+use LedgerTest qw($APPEND_PGBENCH);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -235,13 +237,7 @@ wait_for('the projector to register', 60,
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 open my $fh, '>', "$tmp/append.sql" or die $!;
-print $fh <<'PGBENCH';
-\set s random(0, 1019)
-\set n random(0, 999)
-\set k random(1, 3)
-SELECT ledger.append('s' || :s::int, CASE WHEN :k::int = 1 THEN 'Counted' ELSE 'Other' END,
-                     jsonb_build_object('n', :n::int));
-PGBENCH
+print $fh $APPEND_PGBENCH;
 close $fh;
 open $fh, '>', "$tmp/transfer.sql" or die $!;
 print $fh <<'PGBENCH';

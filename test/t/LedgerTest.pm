@@ -23,9 +23,20 @@ our @EXPORT = qw(
   catch_up_all
   server_log_clean
   wait_for
+  $APPEND_PGBENCH
   $SAMPLE_FILL_SQL
   $TURNOVER_DIFF_SQL
 );
+
+# A pgbench script appending one event to one of 1,020 streams: type
+# 'Counted' one time in three, else 'Other', with data {"n": 0..999}.
+our $APPEND_PGBENCH = <<'PGBENCH';
+\set s random(0, 1019)
+\set n random(0, 999)
+\set k random(1, 3)
+SELECT ledger.append('s' || :s::int, CASE WHEN :k::int = 1 THEN 'Counted' ELSE 'Other' END,
+                     jsonb_build_object('n', :n::int));
+PGBENCH
 
 # A function that samples the registry: one row per named projection every
 # 10 ms until all are live or the timeout passes (read-only, so it holds
