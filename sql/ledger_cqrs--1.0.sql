@@ -426,6 +426,15 @@ ALTER TABLE ledger.projections ENABLE ALWAYS TRIGGER projections_restore;
 CREATE FUNCTION ledger.projection_guard() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_read_model_guard';
 
+-- A projection's table goes only with its projection: DROP TABLE, or DROP
+-- SCHEMA ... CASCADE, of it outside ledger.drop_projection is refused.
+CREATE FUNCTION ledger.guard_projection_tables() RETURNS event_trigger
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'ledger_guard_projection_tables';
+CREATE EVENT TRIGGER ledger_projection_tables ON sql_drop
+    EXECUTE FUNCTION ledger.guard_projection_tables();
+ALTER EVENT TRIGGER ledger_projection_tables ENABLE ALWAYS;
+
 REVOKE ALL ON FUNCTION ledger.create_projection(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.drop_projection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.catch_up(text, bigint) FROM PUBLIC;
@@ -435,6 +444,7 @@ REVOKE ALL ON FUNCTION ledger.start_projector() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.stop_projector() FROM PUBLIC;
 REVOKE ALL ON PROCEDURE ledger.wait_for_projection(text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.projection_guard() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.guard_projection_tables() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 5. Snapshots and time travel

@@ -259,3 +259,44 @@ SELECT to_regclass('analytics.balances_again') IS NULL AS table_gone,
 SELECT ledger.transfer('t-after-drop', 'acct1', 'acct2', 1, 'USD') > 0 AS posted;
 
 SELECT name, ledger.verify_projection(name) FROM ledger.projection_status ORDER BY name;
+
+-- a projection's table goes only with its projection: DROP TABLE and DROP
+-- SCHEMA ... CASCADE are refused (2BP01), and the projection stays current
+CREATE SCHEMA doomed;
+SELECT ledger.create_projection('doomed.by_type', 'SELECT type, count(*) AS n FROM ledger.events GROUP BY type');
+SELECT ledger.create_projection('by_stream_async', 'SELECT stream, count(*) AS n FROM ledger.events GROUP BY stream', 'async');
+DROP TABLE doomed.by_type;
+\echo :LAST_ERROR_SQLSTATE
+DROP SCHEMA doomed CASCADE;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE plain_table ();
+DROP TABLE plain_table, by_stream_async;
+\echo :LAST_ERROR_SQLSTATE
+-- the whole statement was refused; other tables drop as usual
+SELECT to_regclass('plain_table') IS NOT NULL AS plain_table_kept;
+DROP TABLE plain_table;
+SELECT ledger.append('doomed-1', 'Doomed', '{}') AS version;
+SELECT n FROM doomed.by_type WHERE type = 'Doomed';
+SELECT ledger.verify_projection('doomed.by_type');
+-- with the event trigger switched off, a superuser can still drop the
+-- table: appends then fail, naming the projection (42P01), and append
+-- nothing; catch-up marks an async projection failed; drop_projection
+-- still removes the projection, and appends work again
+ALTER EVENT TRIGGER ledger_projection_tables DISABLE;
+DROP SCHEMA doomed CASCADE;
+DROP TABLE by_stream_async;
+ALTER EVENT TRIGGER ledger_projection_tables ENABLE ALWAYS;
+SELECT count(*) AS events_before FROM ledger.events \gset
+SELECT ledger.append('doomed-2', 'Doomed', '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.transfer('t-doomed', 'acct1', 'acct2', 1, 'USD');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) = :events_before AS nothing_appended FROM ledger.events;
+SELECT ledger.verify_projection('doomed.by_type');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.drop_projection('doomed.by_type');
+SELECT ledger.append('doomed-3', 'Doomed', '{}') AS version;
+SELECT ledger.catch_up('by_stream_async');
+SELECT name, state, last_error FROM ledger.projection_status WHERE name = 'by_stream_async';
+SELECT ledger.drop_projection('by_stream_async');
+SELECT count(*) AS left_over FROM ledger.projections WHERE name IN ('doomed.by_type', 'by_stream_async');

@@ -49,12 +49,25 @@ static List *projections = NIL;
 static bool projections_valid = false;
 static MemoryContext projections_cxt = NULL;
 static Oid	registry_relid = InvalidOid;
+static uint64 registry_invals = 0;
 
+/*
+ * The registry changed, or one of the projections' tables did (dropped or
+ * renamed behind the projection's back, say): read it all again.
+ */
 static void
 registry_inval_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == registry_relid)
+	ListCell   *lc;
+	bool		ours = (relid == InvalidOid || relid == registry_relid);
+
+	foreach(lc, projections)
+		ours = ours || ((Projection *) lfirst(lc))->relid == relid;
+	if (ours)
+	{
 		projections_valid = false;
+		registry_invals++;
+	}
 }
 
 void
@@ -95,6 +108,7 @@ ledger_user_projections(void)
 	Snapshot	snap;
 	MemoryContext old;
 	int			nest;
+	uint64		invals;
 
 	if (projections_valid)
 		return projections;
@@ -119,9 +133,8 @@ ledger_user_projections(void)
 	}
 	projections = NIL;
 	registry_relid = c->projections;
-
-	/* valid from here: an invalidation while we read makes us read again */
-	projections_valid = true;
+	/* an invalidation while we read, or an error, makes us read again */
+	invals = registry_invals;
 
 	nest = ledger_push_fixed_search_path();
 	rel = table_open(c->projections, AccessShareLock);
@@ -148,7 +161,7 @@ ledger_user_projections(void)
 		p->target = quote_qualified_identifier(text_attr(tup, desc, Anum_proj_schema),
 											   text_attr(tup, desc, Anum_proj_table));
 		p->owner = ledger_table_owner(text_attr(tup, desc, Anum_proj_schema),
-									  text_attr(tup, desc, Anum_proj_table));
+									  text_attr(tup, desc, Anum_proj_table), &p->relid);
 		p->def = ledger_parse_projection(text_attr(tup, desc, Anum_proj_definition));
 		projections = lappend(projections, p);
 		MemoryContextSwitchTo(old);
@@ -157,6 +170,7 @@ ledger_user_projections(void)
 	UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 	AtEOXact_GUC(true, nest);
+	projections_valid = (registry_invals == invals);
 	return projections;
 }
 
@@ -206,6 +220,7 @@ ledger_apply_inline(int64 *positions, int n)
 
 		if (p->async || p->state != 'l')
 			continue;
+		ledger_check_owner(p->owner, p->name, p->target);
 		if (p->inline_plan == NULL || !SPI_plan_is_valid(p->inline_plan))
 		{
 			char	   *sql = ledger_projection_fold_sql(p->def, p->target, PROJ_COND_POSITIONS);

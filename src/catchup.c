@@ -138,6 +138,7 @@ fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
+		ledger_check_owner(p->owner, p->name, p->target);
 		ledger_fold_range(p->def, p->target, p->owner, from_order, from_position,
 						  end->order, end->position, unbounded);
 		ReleaseCurrentSubTransaction();

@@ -598,23 +598,41 @@ ledger_restore_user(LedgerUserSwitch *save)
 }
 
 /*
- * ledger_table_owner -- the owner of schema.table.
+ * ledger_table_owner -- the owner of schema.table, or InvalidOid when there
+ * is no such table (ledger_check_owner reports that, when it matters).
+ * Its OID goes to *relidp, if given.
  */
 Oid
-ledger_table_owner(const char *schema, const char *table)
+ledger_table_owner(const char *schema, const char *table, Oid *relidp)
 {
-	Oid			relid = get_relname_relid(table, get_namespace_oid(schema, false));
+	Oid			nsp = get_namespace_oid(schema, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(table, nsp) : InvalidOid;
 	HeapTuple	tp;
 	Oid			owner;
 
+	if (relidp != NULL)
+		*relidp = relid;
 	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("projection table %s.%s does not exist", schema, table)));
+		return InvalidOid;
 	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tp))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
 	ReleaseSysCache(tp);
 	return owner;
+}
+
+/*
+ * ledger_check_owner -- refuse to maintain a projection whose table is gone
+ * (ledger.guard_projection_tables stops DROP TABLE, but not everything: a
+ * rename, or a drop with the event trigger disabled).
+ */
+void
+ledger_check_owner(Oid owner, const char *projection, const char *target)
+{
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of projection \"%s\" does not exist", target, projection),
+				 errhint("Give the table its name back, or drop the projection with ledger.drop_projection().")));
 }

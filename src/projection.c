@@ -18,6 +18,7 @@
 
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "commands/event_trigger.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
@@ -44,12 +45,16 @@
 
 PG_FUNCTION_INFO_V1(ledger_create_projection);
 PG_FUNCTION_INFO_V1(ledger_drop_projection);
+PG_FUNCTION_INFO_V1(ledger_guard_projection_tables);
 PG_FUNCTION_INFO_V1(ledger_catch_up);
 PG_FUNCTION_INFO_V1(ledger_verify_projection);
 PG_FUNCTION_INFO_V1(ledger_rebuild_projection);
 PG_FUNCTION_INFO_V1(ledger_snapshot_projection);
 
 int			ledger_projection_snapshot_interval = 100000;
+
+/* drop_projection is dropping the table: the event trigger lets it */
+static bool dropping_projection_table = false;
 
 /* how many snapshots of one projection are kept */
 #define PROJECTION_SNAPSHOTS_KEPT 3
@@ -117,7 +122,7 @@ lookup_registry(const char *name, bool for_update)
 	r->state = SPI_getvalue(tup, desc, 3);
 	r->definition = SPI_getvalue(tup, desc, 4);
 	r->target = quote_qualified_identifier(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6));
-	r->owner = ledger_table_owner(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6));
+	r->owner = ledger_table_owner(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6), NULL);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	r->checkpoint_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
 	r->checkpoint_position = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
@@ -427,12 +432,64 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" does not exist", name)));
-	spi_exec(psprintf("DROP TABLE IF EXISTS %s", r->target), SPI_OK_UTILITY);
+	dropping_projection_table = true;
+	PG_TRY();
+	{
+		spi_exec(psprintf("DROP TABLE IF EXISTS %s", r->target), SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		dropping_projection_table = false;
+	}
+	PG_END_TRY();
 	spi_exec(psprintf("DELETE FROM ledger.projections WHERE name OPERATOR(pg_catalog.=) %s",
 					  quote_literal_cstr(r->name)), SPI_OK_DELETE);
 	ledger_projections_changed();
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * ledger.guard_projection_tables() -- event trigger on sql_drop: a user
+ * projection's table may only be dropped by ledger.drop_projection.  A
+ * projection whose table vanished would fail every append (inline) or every
+ * catch-up (async) until dropped.
+ */
+Datum
+ledger_guard_projection_tables(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "ledger.guard_projection_tables() must be called as an event trigger");
+	if (dropping_projection_table || creating_extension)
+		PG_RETURN_NULL();
+
+	SPI_connect();
+	/* DROP EXTENSION drops the registry along with this trigger */
+	if (OidIsValid(get_relname_relid("projections", get_namespace_oid("ledger", true))))
+	{
+		if (SPI_execute("SELECT p.name, pg_catalog.quote_ident(p.target_schema) OPERATOR(pg_catalog.||) '.'"
+						" OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.target_table)"
+						" FROM pg_catalog.pg_event_trigger_dropped_objects() o"
+						" JOIN ledger.projections p ON p.kind OPERATOR(pg_catalog.=) 'user'"
+						" AND p.target_schema OPERATOR(pg_catalog.=) o.schema_name"
+						" AND p.target_table OPERATOR(pg_catalog.=) o.object_name"
+						" WHERE o.object_type OPERATOR(pg_catalog.=) 'table' LIMIT 1",
+						true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the dropped objects");
+		if (SPI_processed > 0)
+		{
+			char	   *name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			char	   *table = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop table %s because projection \"%s\" maintains it", table, name),
+					 errhint("Drop the projection, and its table with it, with ledger.drop_projection(%s).",
+							 quote_literal_cstr(name))));
+		}
+	}
+	SPI_finish();
+	PG_RETURN_NULL();
 }
 
 /*
@@ -506,6 +563,7 @@ verify_user(RegistryRow *r)
 	{
 		LedgerUserSwitch save;
 
+		ledger_check_owner(r->owner, r->name, r->target);
 		ledger_become(r->owner, true, &save);
 		ok = ledger_compare_with_log(r->name, psprintf("SELECT * FROM (%s) q (%s)", source, cols),
 									 cols, keys, r->target);
@@ -644,6 +702,7 @@ rebuild_user(RegistryRow *r)
 		/* the shadow belongs to the table's owner, whose role runs the folds */
 		LedgerUserSwitch save;
 
+		ledger_check_owner(r->owner, r->name, r->target);
 		ledger_become(r->owner, false, &save);
 		spi_exec(psprintf("CREATE TEMP TABLE ledger_rebuild_shadow (LIKE %s INCLUDING INDEXES) ON COMMIT DROP",
 						  r->target), SPI_OK_UTILITY);

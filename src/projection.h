@@ -45,6 +45,7 @@ typedef struct Projection
 	char		state;			/* 'c'atching_up, 'l'ive, 'r'ebuilding, 'f'ailed */
 	char	   *target;			/* quoted schema.table */
 	Oid			owner;			/* of the table: folds run as this role */
+	Oid			relid;			/* the table, as last looked up */
 	ProjectionDef *def;
 	SPIPlanPtr	inline_plan;	/* fold of position = ANY($1) */
 } Projection;
@@ -79,7 +80,8 @@ typedef struct LedgerUserSwitch
 
 extern void ledger_become(Oid role, bool restricted, LedgerUserSwitch *save);
 extern void ledger_restore_user(LedgerUserSwitch *save);
-extern Oid	ledger_table_owner(const char *schema, const char *table);
+extern Oid	ledger_table_owner(const char *schema, const char *table, Oid *relidp);
+extern void ledger_check_owner(Oid owner, const char *projection, const char *target);
 
 /* apply.c */
 extern List *ledger_user_projections(void);
