@@ -176,3 +176,16 @@ SELECT ledger.rebuild_projection('nope');
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.verify_projection(NULL);
 \echo :LAST_ERROR_SQLSTATE
+
+-- a user's own events in a transfer:<id> stream: the posting follows them,
+-- and retries still find it (only a TransferPosted is a twin)
+SELECT ledger.append('transfer:noted', 'Note', '{"text": "expected soon"}') AS version;
+SELECT ledger.transfer('noted', 'bank', 'alice', 3, 'USD') AS noted_pos \gset
+SELECT ledger.append('transfer:noted', 'Note', '{"text": "arrived"}') AS version;
+SELECT ledger.transfer('noted', 'bank', 'alice', 3, 'USD') = :noted_pos AS retry_same_position;
+SELECT ledger.transfer('noted', 'bank', 'alice', 4, 'USD');
+\echo :LAST_ERROR_SQLSTATE
+SELECT version, type, position = :noted_pos AS is_posting FROM ledger.events
+ WHERE stream = 'transfer:noted' ORDER BY version;
+SELECT count(*) AS entries FROM ledger.account_entries WHERE transfer_id = 'noted';
+SELECT ledger.verify_projection('ledger.balances') AND ledger.verify_projection('ledger.account_entries') AS verified;

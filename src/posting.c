@@ -33,18 +33,21 @@
  * currency, positions increase in the order the balance lock was held: the
  * running balance_after agrees with "balance as of position".
  *
- * Idempotency: transfer_id names the stream "transfer:<id>".  Its first event
- * is compared with the request under the stream lock, so two racing twins
- * never both post, and a retry returns the original position.
+ * Idempotency: transfer_id names the stream "transfer:<id>".  Its
+ * TransferPosted (the stream's first event unless a user appended others
+ * there first) is compared with the request under the stream lock, so two
+ * racing twins never both post, and a retry returns the original position.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/stratnum.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -53,12 +56,14 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/xid8.h"
 
 #include "ledger_cqrs.h"
 #include "ledger.h"
@@ -564,39 +569,26 @@ same_legs(LedgerLeg *a, int na, LedgerLeg *b, int nb)
 }
 
 /*
- * existing_transfer -- if the stream "transfer:<id>" already has events,
- * return true with the original position when they are this very posting;
- * raise 23505 when the id was used for something else.
+ * transfer_twin -- is the event in slot this id's TransferPosted?  If so,
+ * return true with its position, or raise 23505 when its legs differ.
  */
 static bool
-existing_transfer(Relation events, text *stream, text *transfer_id,
-				  LedgerLeg *legs, int nlegs, Snapshot snap, int64 *position)
+transfer_twin(TupleTableSlot *slot, text *transfer_id, LedgerLeg *legs, int nlegs,
+			  int64 *position)
 {
-	const LedgerCatalog *c = ledger_catalog();
-	TupleTableSlot *slot = table_slot_create(events, NULL);
-	bool		found;
-	bool		same = false;
-	int64		pos = 0;
+	bool		isnull;
+	text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_events_type, &isnull));
+	int64		pos;
+	Jsonb	   *data;
+	int			nold;
+	LedgerLeg  *old;
 
-	found = ledger_fetch_by_text_key(events, c->events_stream_idx, 1, &stream, snap, slot);
-	if (found)
-	{
-		bool		isnull;
-		text	   *type = DatumGetTextPP(slot_getattr(slot, Anum_events_type, &isnull));
-
-		pos = DatumGetInt64(slot_getattr(slot, Anum_events_position, &isnull));
-		if (VARSIZE_ANY_EXHDR(type) == 14 && memcmp(VARDATA_ANY(type), "TransferPosted", 14) == 0)
-		{
-			Jsonb	   *data = DatumGetJsonbP(slot_getattr(slot, Anum_events_data, &isnull));
-			int			nold;
-			LedgerLeg  *old = legs_from_event(data, &nold);
-
-			same = same_legs(old, nold, legs, nlegs);
-		}
-	}
-	ExecDropSingleTupleTableSlot(slot);
-
-	if (found && !same)
+	if (VARSIZE_ANY_EXHDR(type) != 14 || memcmp(VARDATA_ANY(type), "TransferPosted", 14) != 0)
+		return false;
+	pos = DatumGetInt64(slot_getattr(slot, Anum_events_position, &isnull));
+	data = DatumGetJsonbP(slot_getattr(slot, Anum_events_data, &isnull));
+	old = legs_from_event(data, &nold);
+	if (!same_legs(old, nold, legs, nlegs))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg("transfer \"%s\" already exists with different legs",
@@ -604,7 +596,54 @@ existing_transfer(Relation events, text *stream, text *transfer_id,
 				 errdetail("It was posted at position " INT64_FORMAT ".", pos),
 				 errhint("A transfer_id is an idempotency key: reuse it only to retry the very same posting.")));
 	*position = pos;
-	return found;
+	return true;
+}
+
+/*
+ * existing_transfer -- if the stream "transfer:<id>" already holds this
+ * id's TransferPosted, return true with its position when it is this very
+ * posting, and raise 23505 when its legs differ.  Otherwise return false
+ * and leave in *head where the posting goes: after any events users
+ * appended to the stream themselves (ledger.append takes any stream name).
+ */
+static bool
+existing_transfer(Relation events, text *stream, text *transfer_id,
+				  LedgerLeg *legs, int nlegs, Snapshot snap, int64 *position,
+				  LedgerStreamHead *head)
+{
+	const LedgerCatalog *c = ledger_catalog();
+	TupleTableSlot *slot = table_slot_create(events, NULL);
+	bool		twin = false;
+
+	head->version = 0;
+	head->tx_order = InvalidFullTransactionId;
+	/* the common cases: a new stream, or the posting at version 1 */
+	if (ledger_fetch_by_text_key(events, c->events_stream_idx, 1, &stream, snap, slot) &&
+		!(twin = transfer_twin(slot, transfer_id, legs, nlegs, position)))
+	{
+		/* users' events come first: look through the whole stream */
+		Relation	idx = index_open(c->events_stream_idx, AccessShareLock);
+		IndexScanDesc scan;
+		ScanKeyData key;
+
+		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(stream));
+		scan = index_beginscan(events, idx, snap, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (!twin && index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			twin = transfer_twin(slot, transfer_id, legs, nlegs, position);
+			head->version = DatumGetInt64(slot_getattr(slot, Anum_events_version, &isnull));
+			head->tx_order = DatumGetFullTransactionId(slot_getattr(slot, Anum_events_tx_order,
+																	&isnull));
+		}
+		index_endscan(scan);
+		index_close(idx, AccessShareLock);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return twin;
 }
 
 /*
@@ -928,6 +967,7 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	int64		position;
 	LedgerNewEvent ev;
 	LedgerAppended appended;
+	LedgerStreamHead head;
 	BlockNumber nblocks;
 	Relation	accounts;
 	BlockNumber accounts_nblocks;
@@ -951,7 +991,7 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	ev.metadata = ledger_empty_object();
 	ledger_lock_stream(stream);
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position))
+	if (existing_transfer(events, stream, transfer_id, legs, nlegs, snap, &position, &head))
 	{
 		UnregisterSnapshot(snap);
 		ExecDropSingleTupleTableSlot(tts);
@@ -1033,12 +1073,8 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	UnregisterSnapshot(snap);
 	apply_legs(slots, nlegs, flags, transfer_id);
 
-	/* the stream is new (no twin under our lock): version 1 */
-	{
-		LedgerStreamHead head = {0, InvalidFullTransactionId};
-
-		appended = ledger_append_at_head(events, stream, head, &ev, 1);
-	}
+	/* no twin under our lock: the posting goes after head */
+	appended = ledger_append_at_head(events, stream, head, &ev, 1);
 	position = appended.position;
 
 	write_models(balances, entries, slots, nlegs, transfer_id, position, appended.recorded_at);
