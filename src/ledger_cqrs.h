@@ -44,6 +44,7 @@
 #define LEDGER_LOCK_STREAM		0x4C01
 #define LEDGER_LOCK_BALANCE		0x4C02
 #define LEDGER_LOCK_SNAPSHOT	0x4C03
+#define LEDGER_LOCK_PROJECTOR	0x4C04	/* held for life by a database's projector */
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog

@@ -11,6 +11,11 @@
  * applied anything, else it sleeps on its latch for at most
  * ledger_cqrs.projector_naptime.
  *
+ * One projector per database: a worker holds a session advisory lock
+ * (LEDGER_LOCK_PROJECTOR) for its life, and one that cannot get it exits.
+ * start_projector() returns the pid of the lock's holder, waiting for a
+ * worker it started to take it (or to lose it to another and exit).
+ *
  * Appenders wake it: when a transaction that appended commits while some
  * projection follows the log, its commit callback sets the projector's latch
  * (its pid is kept in ledger.projector and cached per backend), so a commit
@@ -35,6 +40,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
@@ -64,6 +70,12 @@ char	   *ledger_projector_database = NULL;
 static bool wake_on_commit = false;
 static int	cached_projector_pid = -1;	/* -1: unknown, 0: none */
 static Oid	projector_relid = InvalidOid;
+
+static void
+projector_locktag(LOCKTAG *tag)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, LEDGER_LOCK_PROJECTOR);
+}
 
 static void
 projector_inval_callback(Datum arg, Oid relid)
@@ -254,6 +266,19 @@ ledger_projector_main(Datum main_arg)
 	else
 		BackgroundWorkerInitializeConnection(ledger_projector_database, NULL, 0);
 
+	/* one projector per database: the lock is ours until we exit */
+	{
+		LOCKTAG		tag;
+
+		projector_locktag(&tag);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		{
+			ereport(LOG,
+					(errmsg("ledger_cqrs projector: another projector runs in this database; exiting")));
+			proc_exit(0);
+		}
+	}
+
 	for (;;)
 	{
 		MemoryContext cxt = CurrentMemoryContext;
@@ -293,6 +318,26 @@ ledger_projector_main(Datum main_arg)
 	}
 }
 
+/* the pid of this database's projector (the holder of its lock), or 0 */
+static int
+projector_lock_holder(void)
+{
+	int			pid = 0;
+	bool		isnull;
+
+	SPI_connect();
+	if (SPI_execute(psprintf("SELECT pid FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
+							 " AND database OPERATOR(pg_catalog.=) %u AND classid OPERATOR(pg_catalog.=) 0"
+							 " AND objid OPERATOR(pg_catalog.=) 0 AND objsubid OPERATOR(pg_catalog.=) %d"
+							 " AND granted",
+							 MyDatabaseId, LEDGER_LOCK_PROJECTOR), true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_locks");
+	if (SPI_processed > 0)
+		pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return pid;
+}
+
 /* pids of the projectors running in this database */
 static List *
 running_projectors(void)
@@ -323,12 +368,13 @@ ledger_ensure_projector(void)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
-	List	   *pids;
+	int			holder;
 	Oid			owner = GetUserId();
+	int			i;
 
-	pids = running_projectors();
-	if (pids != NIL)
-		return linitial_int(pids);
+	holder = projector_lock_holder();
+	if (holder != 0)
+		return holder;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -356,7 +402,33 @@ ledger_ensure_projector(void)
 				(errmsg("the ledger_cqrs projector did not start")));
 		return 0;
 	}
-	return (int) pid;
+
+	/*
+	 * Until it holds the projector lock, it is not the projector: it may yet
+	 * find another worker holding it (one started by a concurrent call, or
+	 * by shared_preload_libraries) and exit.  Wait for either.
+	 */
+	for (i = 0; i < 1000; i++)
+	{
+		pid_t		p;
+
+		if ((holder = projector_lock_holder()) != 0)
+			return holder;
+		if (GetBackgroundWorkerPid(handle, &p) != BGWH_STARTED)
+		{
+			/* ours lost the race: the winner must hold the lock by now */
+			if ((holder = projector_lock_holder()) != 0)
+				return holder;
+			break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ereport(WARNING,
+			(errmsg("the ledger_cqrs projector did not take over within 10 s")));
+	return 0;
 }
 
 /*
@@ -377,8 +449,17 @@ ledger_stop_projector(PG_FUNCTION_ARGS)
 	List	   *pids = running_projectors();
 	ListCell   *lc;
 
+	/* waits (up to 5 s each) until they are gone, lock and all, so that a
+	 * start_projector() right after this starts a new one */
 	foreach(lc, pids)
 		(void) DirectFunctionCall2(pg_terminate_backend, Int32GetDatum(lfirst_int(lc)),
-								   Int64GetDatum(0));
+								   Int64GetDatum(5000));
+	/* appenders stop waking a pid that is gone */
+	SPI_connect();
+	if (SPI_execute(psprintf("DELETE FROM ledger.projector WHERE database OPERATOR(pg_catalog.=) %u",
+							 MyDatabaseId), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not update ledger.projector");
+	SPI_finish();
+	CacheInvalidateRelcacheByRelid(get_relname_relid("projector", ledger_catalog()->schema));
 	PG_RETURN_BOOL(pids != NIL);
 }

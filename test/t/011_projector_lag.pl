@@ -92,6 +92,34 @@ ok($pid > 0, "projector started (pid $pid)");
 $node->poll_query_until('postgres', "SELECT pid = $pid FROM ledger.projector")
   or die 'the projector did not record its pid';
 
+# one projector per database, however it is started
+my $projectors = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ledger_cqrs projector'};
+is(q1('SELECT ledger.start_projector()'), $pid, 'start_projector again returns the running projector');
+is(q1('SELECT ledger.stop_projector()'), 't', 'stop_projector stops it');
+is(q1($projectors) . '/' . q1('SELECT count(*) FROM ledger.projector'), '0/0',
+	'stop_projector returns once it is gone, and forgets its pid');
+{
+	my (@runs, @pids);
+	for my $i (0 .. 3)
+	{
+		$pids[$i] = '';
+		push @runs, IPC::Run::start(
+			[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c', 'SELECT ledger.start_projector()' ],
+			'>', \$pids[$i]);
+	}
+	$_->finish for @runs;
+	chomp @pids;
+	my %distinct = map { $_ => 1 } @pids;
+	is(join(',', sort keys %distinct), $pids[0], "4 racing start_projector calls all return pid $pids[0]");
+	$pid = $pids[0];
+}
+$node->poll_query_until('postgres', "SELECT ($projectors) = 1")
+  or die 'the projectors that lost the race did not exit';
+is(q1(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'ledger_cqrs projector'}), $pid,
+	'the one left running is the pid they returned');
+$node->poll_query_until('postgres', "SELECT pid = $pid FROM ledger.projector")
+  or die 'the projector did not record its pid';
+
 q1("SELECT ledger.create_projection('follow', \$q\$$q_follow\$q\$, 'async')");
 is(q1("SELECT state || '/' || lag_events FROM ledger.projection_status WHERE name = 'follow'"),
 	'live/0', 'async projection over a small log is live at once');
