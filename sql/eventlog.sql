@@ -133,3 +133,10 @@ SELECT stream = E'we''ird; DROP TABLE x; --%s\t\u0001' AS stream_ok, type = E'T\
 -- 255 bytes is the limit, counted in bytes
 SELECT ledger.append(repeat('x', 255), 'T', '{}');
 SELECT ledger.append(repeat(E'\U0001F600', 63), 'T', '{}');
+
+-- a JSON null metadata is stored as {} too, in append as in append_events;
+-- any other JSON value is kept as given
+SELECT ledger.append('meta:null', 'Noted', '{}', NULL, 'null');
+SELECT ledger.append_events('meta:null', '[{"type": "Noted", "data": {}, "metadata": null}]');
+SELECT ledger.append('meta:null', 'Noted', '{}', NULL, '"web"');
+SELECT version, metadata FROM ledger.read_stream('meta:null');

@@ -294,6 +294,15 @@ get_name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 	return t;
 }
 
+/* is j the JSON scalar null? */
+static bool
+ledger_jsonb_is_null(Jsonb *j)
+{
+	JsonbValue	v;
+
+	return JsonbExtractScalar(&j->root, &v) && v.type == jbvNull;
+}
+
 /*
  * ledger.append(stream, type, data, expected_version, metadata) -> bigint
  */
@@ -313,7 +322,10 @@ ledger_append(PG_FUNCTION_ARGS)
 				 errhint("Use '{}' for an event without a body.")));
 	ev.data = PG_GETARG_JSONB_P(2);
 	expected = get_expected_version(fcinfo, 3);
-	ev.metadata = PG_ARGISNULL(4) ? ledger_empty_object() : PG_GETARG_JSONB_P(4);
+	ev.metadata = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	/* SQL NULL and JSON null alike become {}, as in append_events */
+	if (ev.metadata == NULL || ledger_jsonb_is_null(ev.metadata))
+		ev.metadata = ledger_empty_object();
 
 	PG_RETURN_INT64(ledger_append_to_stream(stream, expected, &ev, 1).version);
 }
