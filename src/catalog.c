@@ -50,6 +50,13 @@ static IndexCacheEntry index_cache[INDEX_CACHE_SIZE];
 static int	index_cache_used = 0;
 static MemoryContext index_cache_cxt = NULL;
 
+/*
+ * Set by invalidations, acted on by the next lookup: an invalidation can
+ * arrive inside index_open, while a caller still uses an entry, so the
+ * callback must not free anything.
+ */
+static bool index_cache_stale = false;
+
 static void
 reset_index_cache(void)
 {
@@ -79,10 +86,10 @@ catalog_inval_callback(Datum arg, Oid relid)
 
 	if (relid == InvalidOid)
 	{
-		reset_index_cache();
+		index_cache_stale = true;
 		return;
 	}
-	for (i = 0; i < index_cache_used; i++)
+	for (i = 0; i < index_cache_used && !index_cache_stale; i++)
 	{
 		IndexCacheEntry *e = &index_cache[i];
 		int			j;
@@ -91,10 +98,7 @@ catalog_inval_callback(Datum arg, Oid relid)
 		for (j = 0; !hit && j < e->nindexes; j++)
 			hit = (e->indexes[j] == relid);
 		if (hit)
-		{
-			reset_index_cache();
-			return;
-		}
+			index_cache_stale = true;
 	}
 }
 
@@ -164,6 +168,11 @@ index_cache_lookup(Relation heap)
 	MemoryContext old;
 	int			i;
 
+	if (index_cache_stale)
+	{
+		index_cache_stale = false;
+		reset_index_cache();
+	}
 	for (i = 0; i < index_cache_used; i++)
 		if (index_cache[i].heap == relid)
 			return &index_cache[i];

@@ -350,8 +350,12 @@ ledger_currency_scale(text *code)
 		bool		isnull;
 
 		scale = DatumGetInt32(slot_getattr(slot, Anum_currencies_scale, &isnull));
-		entry = hash_search(currency_cache, key, HASH_ENTER, &found);
-		entry->scale = scale;
+		/* table_open may have processed an invalidation that dropped it */
+		if (currency_cache != NULL)
+		{
+			entry = hash_search(currency_cache, key, HASH_ENTER, &found);
+			entry->scale = scale;
+		}
 	}
 	UnregisterSnapshot(snap);
 	ExecDropSingleTupleTableSlot(slot);
