@@ -224,12 +224,13 @@ register_self(void)
 	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
 	{
 		/* already there (the usual case, checked every round)? */
-		if (SPI_execute(psprintf("SELECT 1 FROM ledger.projector WHERE database = %u AND pid = %d",
+		if (SPI_execute(psprintf("SELECT 1 FROM ledger.projector WHERE database OPERATOR(pg_catalog.=) %u::pg_catalog.oid"
+								 " AND pid OPERATOR(pg_catalog.=) %d",
 								 MyDatabaseId, MyProcPid), true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read ledger.projector");
 		if (SPI_processed == 0)
 		{
-			char	   *sql = psprintf("DELETE FROM ledger.projector WHERE database = %u;"
+			char	   *sql = psprintf("DELETE FROM ledger.projector WHERE database OPERATOR(pg_catalog.=) %u::pg_catalog.oid;"
 									   " INSERT INTO ledger.projector VALUES (%u, %d, pg_catalog.now())",
 									   MyDatabaseId, MyDatabaseId, MyProcPid);
 
@@ -265,6 +266,12 @@ ledger_projector_main(Datum main_arg)
 		BackgroundWorkerInitializeConnectionByOid(dboid, roleoid, 0);
 	else
 		BackgroundWorkerInitializeConnection(ledger_projector_database, NULL, 0);
+
+	/*
+	 * It runs as the extension's owner: nothing it runs may resolve names
+	 * through a search_path that others can write to.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* one projector per database: the lock is ours until we exit */
 	{
@@ -345,6 +352,7 @@ running_projectors(void)
 	List	   *pids = NIL;
 	uint64		i;
 	bool		isnull;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
 	if (SPI_execute(psprintf("SELECT pid FROM pg_catalog.pg_stat_activity"
@@ -352,8 +360,14 @@ running_projectors(void)
 							 PROJECTOR_TYPE, MyDatabaseId), true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pg_stat_activity");
 	for (i = 0; i < SPI_processed; i++)
+	{
+		/* the list outlives SPI_finish */
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
 		pids = lappend_int(pids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
 															 SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(spi);
+	}
 	SPI_finish();
 	return pids;
 }
