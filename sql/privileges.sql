@@ -267,6 +267,31 @@ SELECT count(*) AS sink_rows FROM regress_priv.sink;
 ALTER ROLE regress_ledger_projector NOSUPERUSER;
 SELECT count(*) >= 0 AS cleaned_up FROM (SELECT ledger.drop_projection(name) FROM ledger.projections WHERE name LIKE 'regress_priv.%') d;
 
+-- a trigger the owner puts on its projection table: whoever rebuilds,
+-- refills or snapshots the projection, it runs as the table's owner
+SET ROLE regress_ledger_projector;
+TRUNCATE regress_priv.seen;
+SELECT ledger.create_projection('regress_priv.trapped', 'SELECT type, count(*) AS n FROM ledger.events e GROUP BY type');
+CREATE FUNCTION regress_priv.grab_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM regress_priv.grab();
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER trap AFTER INSERT OR DELETE ON regress_priv.trapped
+    FOR EACH STATEMENT EXECUTE FUNCTION regress_priv.grab_trigger();
+RESET ROLE;
+SELECT ledger.append('projector-stream', 'Trapped', '{}');
+SELECT ledger.rebuild_projection('regress_priv.trapped') > 0 AS rebuilt;
+SELECT ledger.snapshot_projection('regress_priv.trapped') > 0 AS snapshotted;
+SELECT rolsuper AS projector_is_superuser FROM pg_roles WHERE rolname = 'regress_ledger_projector';
+SELECT count(*) > 0 AS trigger_ran,
+       count(*) FILTER (WHERE usr <> 'regress_ledger_projector') AS calls_as_another_role
+  FROM regress_priv.seen;
+ALTER ROLE regress_ledger_projector NOSUPERUSER;
+SELECT ledger.verify_projection('regress_priv.trapped');
+SELECT ledger.drop_projection('regress_priv.trapped');
+
 ------------------------------------------------------------------------------
 -- 3. Search-path attacks.  A role plants, in public, functions, operators
 --    and aggregates with the names and signatures the extension uses, and

@@ -300,3 +300,19 @@ SELECT ledger.catch_up('by_stream_async');
 SELECT name, state, last_error FROM ledger.projection_status WHERE name = 'by_stream_async';
 SELECT ledger.drop_projection('by_stream_async');
 SELECT count(*) AS left_over FROM ledger.projections WHERE name IN ('doomed.by_type', 'by_stream_async');
+
+-- a definition that no longer resolves (a function it calls was dropped)
+-- fails its own projection at catch-up; appends that do not feed an inline
+-- projection through it go on
+CREATE FUNCTION public.kind_of(d jsonb) RETURNS text IMMUTABLE LANGUAGE sql
+    AS $$ SELECT coalesce(d->>'kind', '-') $$;
+SELECT ledger.create_projection('by_kind', 'SELECT public.kind_of(e.data) AS kind, count(*) AS n FROM ledger.events e GROUP BY 1', 'async');
+SELECT ledger.append('kinds', 'Kinded', '{"kind": "a"}') AS version;
+SELECT ledger.catch_up('by_kind');
+DROP FUNCTION public.kind_of(jsonb);
+\c
+SELECT ledger.append('kinds', 'Kinded', '{"kind": "b"}') AS version;
+SELECT ledger.transfer('t-after-kind', 'acct1', 'acct2', 1, 'USD') > 0 AS posted;
+SELECT ledger.catch_up('by_kind');
+SELECT name, state, last_error FROM ledger.projection_status WHERE name = 'by_kind';
+SELECT ledger.drop_projection('by_kind');

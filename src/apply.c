@@ -162,7 +162,8 @@ ledger_user_projections(void)
 											   text_attr(tup, desc, Anum_proj_table));
 		p->owner = ledger_table_owner(text_attr(tup, desc, Anum_proj_schema),
 									  text_attr(tup, desc, Anum_proj_table), &p->relid);
-		p->def = ledger_parse_projection(text_attr(tup, desc, Anum_proj_definition));
+		/* parsed when used: one broken definition must not stop every append */
+		p->definition = text_attr(tup, desc, Anum_proj_definition);
 		projections = lappend(projections, p);
 		MemoryContextSwitchTo(old);
 	}
@@ -172,6 +173,28 @@ ledger_user_projections(void)
 	AtEOXact_GUC(true, nest);
 	projections_valid = (registry_invals == invals);
 	return projections;
+}
+
+/*
+ * ledger_projection_def -- p's parsed definition.  Parsing resolves the
+ * query's names, and a definition can stop resolving (a function it calls
+ * dropped), so it is parsed only by what folds into that projection: an
+ * async projection that no longer parses fails at its catch-up, and the
+ * appends that do not feed it go on.
+ */
+ProjectionDef *
+ledger_projection_def(Projection *p)
+{
+	if (p->def == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(projections_cxt);
+		int			nest = ledger_push_fixed_search_path();
+
+		p->def = ledger_parse_projection(p->definition);
+		AtEOXact_GUC(true, nest);
+		MemoryContextSwitchTo(old);
+	}
+	return p->def;
 }
 
 /*
@@ -223,7 +246,8 @@ ledger_apply_inline(int64 *positions, int n)
 		ledger_check_owner(p->owner, p->name, p->target);
 		if (p->inline_plan == NULL || !SPI_plan_is_valid(p->inline_plan))
 		{
-			char	   *sql = ledger_projection_fold_sql(p->def, p->target, PROJ_COND_POSITIONS);
+			char	   *sql = ledger_projection_fold_sql(ledger_projection_def(p), p->target,
+														 PROJ_COND_POSITIONS);
 
 			/*
 			 * A generic plan: the batch is always a handful of positions,

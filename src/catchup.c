@@ -96,7 +96,7 @@ maybe_snapshot(Projection *p, BatchEnd *end, int64 before, int64 applied)
 
 	if (every <= 0 || applied <= 0 || (before + applied) / every == before / every)
 		return;
-	(void) ledger_take_projection_snapshot(p->name, p->def, p->target, end->order,
+	(void) ledger_take_projection_snapshot(p->name, ledger_projection_def(p), p->target, p->owner, end->order,
 										   end->position, before + applied);
 }
 
@@ -139,7 +139,7 @@ fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
 	PG_TRY();
 	{
 		ledger_check_owner(p->owner, p->name, p->target);
-		ledger_fold_range(p->def, p->target, p->owner, from_order, from_position,
+		ledger_fold_range(ledger_projection_def(p), p->target, p->owner, from_order, from_position,
 						  end->order, end->position, unbounded);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -189,14 +189,18 @@ empty_for_refill(Projection *p, const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	volatile int rc = 0;
+	LedgerUserSwitch save;
 
+	/* as the table's owner: its triggers must not run with our rights */
 	ledger_maintenance_depth++;
+	ledger_become(p->owner, true, &save);
 	PG_TRY();
 	{
 		rc = SPI_execute(psprintf("DELETE FROM %s", p->target), false, 0);
 	}
 	PG_FINALLY();
 	{
+		ledger_restore_user(&save);
 		ledger_maintenance_depth--;
 	}
 	PG_END_TRY();

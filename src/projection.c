@@ -582,22 +582,39 @@ verify_user(RegistryRow *r)
  */
 int64
 ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char *target,
-								FullTransactionId order, int64 position, int64 applied)
+								Oid owner, FullTransactionId order, int64 position, int64 applied)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, XID8OID, INT8OID, INT8OID};
-	Datum		values[5];
+	Oid			types[7] = {TEXTOID, TEXTOID, XID8OID, INT8OID, INT8OID, INT8OID, JSONBOID};
+	Datum		values[7];
+	LedgerUserSwitch save;
+	int			rc;
+	bool		isnull;
+
+	/*
+	 * The rows are read as the table's owner, so that nothing the owner
+	 * attached to them (a cast to json of a column's type, say) runs with
+	 * our rights; they are stored as the extension.
+	 */
+	ledger_check_owner(owner, name, target);
+	ledger_become(owner, true, &save);
+	rc = SPI_execute(psprintf("SELECT pg_catalog.count(*),"
+							  " COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t)), '[]')"
+							  " FROM %s t", target), true, 1);
+	ledger_restore_user(&save);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read projection \"%s\" for a snapshot", name);
+	values[5] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	values[6] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(def->hash);
 	values[2] = FullTransactionIdGetDatum(order);
 	values[3] = Int64GetDatum(position);
 	values[4] = Int64GetDatum(applied);
-	if (SPI_execute_with_args(psprintf("INSERT INTO ledger.projection_snapshots (name, definition_hash,"
-									   " checkpoint_order, checkpoint_position, events_applied, row_count, rows)"
-									   " SELECT $1, $2, $3, $4, $5, pg_catalog.count(*),"
-									   " COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t)), '[]')"
-									   " FROM %s t ON CONFLICT DO NOTHING", target),
-							  5, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args("INSERT INTO ledger.projection_snapshots (name, definition_hash,"
+							  " checkpoint_order, checkpoint_position, events_applied, row_count, rows)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+							  7, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not snapshot projection \"%s\"", name);
 	if (SPI_execute_with_args(psprintf("DELETE FROM ledger.projection_snapshots s"
 									   " WHERE s.name OPERATOR(pg_catalog.=) $1"
@@ -695,6 +712,7 @@ rebuild_user(RegistryRow *r)
 	FullTransactionId order;
 	int64		position;
 	int64		replayed;
+	LedgerUserSwitch save;
 
 	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
 					  " WHERE name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(r->name)), SPI_OK_UPDATE);
@@ -740,7 +758,9 @@ rebuild_user(RegistryRow *r)
 	}
 	replayed = events_between(start_order, start_position, order, position);
 
+	/* as the table's owner: its triggers must not run with our rights */
 	ledger_maintenance_depth++;
+	ledger_become(r->owner, true, &save);
 	PG_TRY();
 	{
 		spi_exec(psprintf("DELETE FROM %s", r->target), SPI_OK_DELETE);
@@ -749,6 +769,7 @@ rebuild_user(RegistryRow *r)
 	}
 	PG_FINALLY();
 	{
+		ledger_restore_user(&save);
 		ledger_maintenance_depth--;
 	}
 	PG_END_TRY();
@@ -800,7 +821,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 	applied = spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
 								 " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
 								 (unsigned long long) U64FromFullTransactionId(order), (long long) position));
-	(void) ledger_take_projection_snapshot(r->name, def, r->target, order, position, applied);
+	(void) ledger_take_projection_snapshot(r->name, def, r->target, r->owner, order, position, applied);
 	SPI_finish();
 	AtEOXact_GUC(true, nest);
 	PG_RETURN_INT64(position);
@@ -829,7 +850,7 @@ ledger_auto_snapshot_inline(void)
 							   " OPERATOR(pg_catalog.-) COALESCE((SELECT pg_catalog.max(checkpoint_position)"
 							   " FROM ledger.projection_snapshots WHERE name OPERATOR(pg_catalog.=) %s"
 							   " AND definition_hash OPERATOR(pg_catalog.=) %s), 0) FROM ledger.events",
-							   quote_literal_cstr(p->name), quote_literal_cstr(p->def->hash)))
+							   quote_literal_cstr(p->name), quote_literal_cstr(ledger_projection_def(p)->hash)))
 			>= ledger_projection_snapshot_interval)
 			due = lappend(due, pstrdup(p->name));
 	}

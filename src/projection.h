@@ -46,7 +46,8 @@ typedef struct Projection
 	char	   *target;			/* quoted schema.table */
 	Oid			owner;			/* of the table: folds run as this role */
 	Oid			relid;			/* the table, as last looked up */
-	ProjectionDef *def;
+	char	   *definition;		/* the query, verbatim */
+	ProjectionDef *def;			/* parsed on first use: ledger_projection_def */
 	SPIPlanPtr	inline_plan;	/* fold of position = ANY($1) */
 } Projection;
 
@@ -85,6 +86,7 @@ extern void ledger_check_owner(Oid owner, const char *projection, const char *ta
 
 /* apply.c */
 extern List *ledger_user_projections(void);
+extern ProjectionDef *ledger_projection_def(Projection *p);
 extern void ledger_projections_changed(void);
 extern void ledger_apply_inline(int64 *positions, int n);
 extern int64 ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
@@ -96,7 +98,8 @@ extern void ledger_apply_init(void);
 /* projection.c */
 extern int	ledger_projection_snapshot_interval;
 extern int64 ledger_take_projection_snapshot(const char *name, ProjectionDef *def,
-											 const char *target, FullTransactionId order,
+											 const char *target, Oid owner,
+											 FullTransactionId order,
 											 int64 position, int64 applied);
 extern void ledger_auto_snapshot_inline(void);
 
