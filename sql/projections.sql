@@ -316,3 +316,53 @@ SELECT ledger.transfer('t-after-kind', 'acct1', 'acct2', 1, 'USD') > 0 AS posted
 SELECT ledger.catch_up('by_kind');
 SELECT name, state, last_error FROM ledger.projection_status WHERE name = 'by_kind';
 SELECT ledger.drop_projection('by_kind');
+
+-- a literal means to catch-up, rebuild and verify what it means to the
+-- inline fold, whatever the calling session's settings
+SELECT ledger.create_projection('backslashes', $$SELECT type, count(*) AS n FROM ledger.events e WHERE e.type = 'a\b' GROUP BY type$$, 'async');
+SELECT ledger.append('bs', E'a\\b', '{}') AS version;
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT ledger.catch_up('backslashes');
+SELECT ledger.rebuild_projection('backslashes');
+SELECT ledger.verify_projection('backslashes');
+RESET escape_string_warning;
+RESET standard_conforming_strings;
+SELECT type, n FROM backslashes;
+SELECT ledger.drop_projection('backslashes');
+
+-- an inline projection is filled, rebuilt and snapshotted up to the log's
+-- head under a lock; a REPEATABLE READ snapshot, taken before that lock,
+-- would miss events, so those are refused there (0A000), and nothing is
+-- created
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ledger.create_projection('rr_inline', 'SELECT type, count(*) AS n FROM ledger.events e GROUP BY type');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT to_regclass('rr_inline') IS NULL AS no_table;
+SELECT ledger.create_projection('rr_inline', 'SELECT type, count(*) AS n FROM ledger.events e GROUP BY type');
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ledger.rebuild_projection('rr_inline');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT ledger.snapshot_projection('rr_inline');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- async projections read below the snapshot's horizon, and may
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ledger.create_projection('rr_async', 'SELECT type, count(*) AS n FROM ledger.events e GROUP BY type', 'async');
+COMMIT;
+SELECT ledger.catch_up('rr_async') >= 0 AS caught_up;
+SELECT ledger.verify_projection('rr_inline') AND ledger.verify_projection('rr_async') AS verified;
+SELECT ledger.drop_projection('rr_inline'), ledger.drop_projection('rr_async');
+-- catch_up() of everything in REPEATABLE READ skips the automatic inline
+-- snapshots rather than fail
+SET ledger_cqrs.projection_snapshot_interval = 1;
+SELECT ledger.create_projection('rr_inline', 'SELECT type, count(*) AS n FROM ledger.events e GROUP BY type');
+SELECT ledger.append('rr', 'RR', '{}') AS version;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ledger.catch_up() >= 0 AS caught_up;
+COMMIT;
+RESET ledger_cqrs.projection_snapshot_interval;
+SELECT ledger.drop_projection('rr_inline');

@@ -302,8 +302,11 @@ ledger_apply_inline(int64 *positions, int n)
 /*
  * ledger_fold_range -- fold into target the events after the cursor
  * (from_order, from_position) and up to (to_order, to_position), or all
- * of them after it if unbounded.  The caller is connected to SPI and has
- * fixed the search_path.  Returns the number of rows written.
+ * of them after it if unbounded.  The caller is connected to SPI.  The
+ * query is analyzed and run in the fixed environment of
+ * ledger_push_fixed_search_path, whoever calls (catch-up, a fill, a
+ * rebuild), so its literals mean what they mean to the inline fold.
+ * Returns the number of rows written.
  */
 int64
 ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
@@ -316,6 +319,7 @@ ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 	SPIPlanPtr	plan;
 	LedgerUserSwitch save;
 	volatile int rc = 0;
+	int			nest;
 
 	values[0] = FullTransactionIdGetDatum(from_order);
 	values[1] = Int64GetDatum(from_position);
@@ -323,6 +327,7 @@ ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 	values[3] = Int64GetDatum(to_position);
 
 	/* prepared, so that it can only ever be one statement */
+	nest = ledger_push_fixed_search_path();
 	plan = SPI_prepare(ledger_projection_fold_sql(def, target,
 												  unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE),
 					   unbounded ? 2 : 4, types);
@@ -342,6 +347,7 @@ ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 		ledger_maintenance_depth--;
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, nest);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "fold into %s failed: %s", target, SPI_result_code_string(rc));
 	SPI_freeplan(plan);

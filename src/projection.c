@@ -138,6 +138,25 @@ spi_exec(const char *sql, int expected)
 		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
+/*
+ * lock_log_head -- hold appends still (SHARE lock on ledger.events) in order
+ * to read the log up to its head, as an inline projection needs.  Reads
+ * after the lock must see every event committed before it, which a
+ * transaction snapshot taken earlier (REPEATABLE READ, SERIALIZABLE) would
+ * not: those would be lost for good behind the checkpoint.
+ */
+static void
+lock_log_head(const char *what)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s of an inline projection cannot run in a REPEATABLE READ or SERIALIZABLE transaction", what),
+				 errdetail("It reads the log up to its head under a lock, and a transaction snapshot older than the lock would miss events."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+}
+
 static int64
 spi_count(const char *sql)
 {
@@ -382,7 +401,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 
 		if (!async)
 		{
-			spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+			lock_log_head("create_projection");
 			last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
 			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, true);
 		}
@@ -563,11 +582,15 @@ verify_user(RegistryRow *r)
 	{
 		LedgerUserSwitch save;
 
+		/* the recomputation reads literals as every fold does */
+		int			nest = ledger_push_fixed_search_path();
+
 		ledger_check_owner(r->owner, r->name, r->target);
 		ledger_become(r->owner, true, &save);
 		ok = ledger_compare_with_log(r->name, psprintf("SELECT * FROM (%s) q (%s)", source, cols),
 									 cols, keys, r->target);
 		ledger_restore_user(&save);
+		AtEOXact_GUC(true, nest);
 	}
 	return ok;
 }
@@ -747,7 +770,7 @@ rebuild_user(RegistryRow *r)
 		int64		last_position;
 
 		/* the rest under SHARE lock: appenders wait until we commit */
-		spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+		lock_log_head("rebuild_projection");
 		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &last_order, &last_position);
 		if (cursor_cmp(last_order, last_position, order, position) > 0)
 		{
@@ -810,7 +833,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 	if (!r->async && strcmp(r->state, "live") == 0)
 	{
 		/* an inline projection is at the head of the log: hold it still */
-		spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+		lock_log_head("snapshot_projection");
 		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
 	}
 	else
@@ -830,7 +853,8 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 /*
  * ledger_auto_snapshot_inline -- snapshot every live inline projection
  * that is projection_snapshot_interval events past its last snapshot.
- * Called by catch-up (the projector); caller is connected to SPI.
+ * Called by catch-up (the projector); caller is connected to SPI.  Not in
+ * REPEATABLE READ or SERIALIZABLE, where snapshot_projection would refuse.
  */
 void
 ledger_auto_snapshot_inline(void)
@@ -838,7 +862,8 @@ ledger_auto_snapshot_inline(void)
 	ListCell   *lc;
 	List	   *due = NIL;
 
-	if (ledger_projection_snapshot_interval <= 0)
+	/* (snapshot_projection of an inline one needs READ COMMITTED) */
+	if (ledger_projection_snapshot_interval <= 0 || IsolationUsesXactSnapshot())
 		return;
 	foreach(lc, ledger_user_projections())
 	{

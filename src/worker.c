@@ -272,6 +272,8 @@ ledger_projector_main(Datum main_arg)
 	 * through a search_path that others can write to.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* and catch-up hands projections over to inline only in READ COMMITTED */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* one projector per database: the lock is ours until we exit */
 	{
