@@ -616,13 +616,14 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 	/*
 	 * The rows are read as the table's owner, so that nothing the owner
 	 * attached to them (a cast to json of a column's type, say) runs with
-	 * our rights; they are stored as the extension.
+	 * our rights; they are stored as the extension.  Not read-only: the
+	 * read must see what this transaction's fold just wrote.
 	 */
 	ledger_check_owner(owner, name, target);
 	ledger_become(owner, true, &save);
 	rc = SPI_execute(psprintf("SELECT pg_catalog.count(*),"
 							  " COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t)), '[]')"
-							  " FROM %s t", target), true, 1);
+							  " FROM %s t", target), false, 1);
 	ledger_restore_user(&save);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read projection \"%s\" for a snapshot", name);
