@@ -100,24 +100,50 @@ ledger_lock_stream(text *stream)
 }
 
 /*
+ * ledger_begin_stream_scan -- scan a stream's events in version order (from
+ * from_version on, if it is above 1) through the (stream, version) index,
+ * as seen by snapshot.  End it with ledger_end_stream_scan.
+ */
+IndexScanDesc
+ledger_begin_stream_scan(Relation events, text *stream, int64 from_version,
+						 Snapshot snapshot)
+{
+	Relation	idx = index_open(ledger_catalog()->events_stream_idx, AccessShareLock);
+	ScanKeyData keys[2];
+	int			nkeys = 1;
+	IndexScanDesc scan;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream));
+	if (from_version > 1)
+		ScanKeyInit(&keys[nkeys++], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(from_version));
+	scan = index_beginscan(events, idx, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	return scan;
+}
+
+void
+ledger_end_stream_scan(IndexScanDesc scan)
+{
+	Relation	idx = scan->indexRelation;
+
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+}
+
+/*
  * ledger_stream_head -- the last version of a stream and its tx_order, as
  * seen by snapshot.  One backward probe of the (stream, version) index.
  */
 LedgerStreamHead
 ledger_stream_head(Relation events, text *stream, Snapshot snapshot)
 {
-	const LedgerCatalog *c = ledger_catalog();
 	LedgerStreamHead head = {0, InvalidFullTransactionId};
-	Relation	idx = index_open(c->events_stream_idx, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(events, NULL);
-	IndexScanDesc scan;
-	ScanKeyData key;
+	IndexScanDesc scan = ledger_begin_stream_scan(events, stream, 1, snapshot);
 
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream));
-	scan = index_beginscan(events, idx, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
 		bool		isnull;
@@ -126,9 +152,8 @@ ledger_stream_head(Relation events, text *stream, Snapshot snapshot)
 		head.tx_order = DatumGetFullTransactionId(slot_getattr(slot, Anum_events_tx_order,
 															   &isnull));
 	}
-	index_endscan(scan);
+	ledger_end_stream_scan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
 	return head;
 }
 

@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup.h"
 #include "access/transam.h"
 #include "datatype/timestamp.h"
@@ -100,6 +101,9 @@ typedef struct LedgerStreamHead
 
 extern void ledger_check_name(text *name, const char *what);
 extern void ledger_lock_stream(text *stream);
+extern IndexScanDesc ledger_begin_stream_scan(Relation events, text *stream,
+											  int64 from_version, Snapshot snapshot);
+extern void ledger_end_stream_scan(IndexScanDesc scan);
 extern LedgerStreamHead ledger_stream_head(Relation events, text *stream,
 										   Snapshot snapshot);
 extern FullTransactionId ledger_next_tx_order(LedgerStreamHead head);

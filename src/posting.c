@@ -47,7 +47,6 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "access/stratnum.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -56,7 +55,6 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -625,26 +623,21 @@ existing_transfer(Relation events, text *stream, text *transfer_id,
 	if (ledger_fetch_by_text_key(events, c->events_stream_idx, 1, &stream, snap, slot) &&
 		!(twin = transfer_twin(slot, transfer_id, legs, nlegs, position)))
 	{
-		/* users' events come first: look through the whole stream */
-		Relation	idx = index_open(c->events_stream_idx, AccessShareLock);
-		IndexScanDesc scan;
-		ScanKeyData key;
+		/* users' events come first: look through the rest of the stream */
+		IndexScanDesc scan = ledger_begin_stream_scan(events, stream, 2, snap);
+		bool		isnull;
 
-		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(stream));
-		scan = index_beginscan(events, idx, snap, 1, 0);
-		index_rescan(scan, &key, 1, NULL, 0);
+		head->version = 1;
+		head->tx_order = DatumGetFullTransactionId(slot_getattr(slot, Anum_events_tx_order,
+																&isnull));
 		while (!twin && index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
-			bool		isnull;
-
 			twin = transfer_twin(slot, transfer_id, legs, nlegs, position);
 			head->version = DatumGetInt64(slot_getattr(slot, Anum_events_version, &isnull));
 			head->tx_order = DatumGetFullTransactionId(slot_getattr(slot, Anum_events_tx_order,
 																	&isnull));
 		}
-		index_endscan(scan);
-		index_close(idx, AccessShareLock);
+		ledger_end_stream_scan(scan);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	return twin;

@@ -267,10 +267,8 @@ ledger_read_stream(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo;
 	const LedgerCatalog *c;
 	Relation	rel;
-	Relation	idx;
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
-	ScanKeyData keys[2];
 	int64		n = 0;
 
 	if (PG_ARGISNULL(1))
@@ -291,16 +289,8 @@ ledger_read_stream(PG_FUNCTION_ARGS)
 
 	c = ledger_catalog();
 	rel = table_open(c->events, AccessShareLock);
-	idx = index_open(c->events_stream_idx, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
-
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   idx->rd_indcollation[0], F_TEXTEQ,
-						   PointerGetDatum(stream));
-	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(from_version));
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = ledger_begin_stream_scan(rel, stream, from_version, GetActiveSnapshot());
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -308,9 +298,8 @@ ledger_read_stream(PG_FUNCTION_ARGS)
 		if (++n == max_count)
 			break;
 	}
-	index_endscan(scan);
+	ledger_end_stream_scan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return (Datum) 0;
 }
