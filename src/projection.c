@@ -91,10 +91,12 @@ name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 
 /*
  * lookup_registry -- the user projection called name, as created or
- * schema-qualified; NULL if there is none.  Caller is connected to SPI.
+ * schema-qualified; NULL if there is none.  lock is NULL or a row-locking
+ * clause for its registry row ("FOR UPDATE", "FOR SHARE").  Caller is
+ * connected to SPI.
  */
 static RegistryRow *
-lookup_registry(const char *name, bool for_update)
+lookup_registry(const char *name, const char *lock)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
@@ -107,8 +109,8 @@ lookup_registry(const char *name, bool for_update)
 							   " checkpoint_order, checkpoint_position FROM ledger.projections"
 							   " WHERE kind OPERATOR(pg_catalog.=) 'user' AND (name OPERATOR(pg_catalog.=) $1"
 							   " OR target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) target_table"
-							   " OPERATOR(pg_catalog.=) $1)%s",
-							   for_update ? " FOR UPDATE" : "");
+							   " OPERATOR(pg_catalog.=) $1)%s%s",
+							   lock ? " " : "", lock ? lock : "");
 
 	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ledger.projections");
@@ -306,8 +308,8 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		bool		taken;
 
 		ledger_become(extension_owner(), false, &as_extension);
-		taken = lookup_registry(name, false) != NULL ||
-			lookup_registry(psprintf("%s.%s", schema, rv->relname), false) != NULL;
+		taken = lookup_registry(name, NULL) != NULL ||
+			lookup_registry(psprintf("%s.%s", schema, rv->relname), NULL) != NULL;
 		ledger_restore_user(&as_extension);
 		if (taken)
 			ereport(ERROR,
@@ -446,7 +448,7 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" is built in and cannot be dropped", name)));
 	/* no appender folds into it between our drop and our commit */
 	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
-	r = lookup_registry(name, true);
+	r = lookup_registry(name, "FOR UPDATE");
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -538,7 +540,7 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 
 		if (ledger_builtin_lookup(name) != NULL)
 			applied = 0;		/* built-ins never lag */
-		else if ((r = lookup_registry(name, false)) == NULL)
+		else if ((r = lookup_registry(name, NULL)) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("projection \"%s\" does not exist", name)));
@@ -825,7 +827,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 				 errhint("See ledger_cqrs.snapshot_interval and ledger.balance_at().")));
 	nest = ledger_push_fixed_search_path();
 	SPI_connect();
-	r = lookup_registry(name, true);
+	r = lookup_registry(name, "FOR UPDATE");
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -902,7 +904,17 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 	if (m != NULL)
 		PG_RETURN_BOOL(ledger_builtin_verify(m));
 	SPI_connect();
-	r = lookup_registry(name, false);
+
+	/*
+	 * The checkpoint and the rows compared with the log must be of the same
+	 * batch.  Under READ COMMITTED each statement sees what committed before
+	 * it, so a catch-up committing between the two reads would pair one
+	 * batch's cursor with another's rows: the registry row is held FOR SHARE
+	 * (catch-up skips a projection it cannot lock) and the comparison reads
+	 * with a snapshot taken after that.  A transaction snapshot reads both
+	 * as of the same moment already.
+	 */
+	r = lookup_registry(name, IsolationUsesXactSnapshot() ? NULL : "FOR SHARE");
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -927,7 +939,7 @@ ledger_rebuild_projection(PG_FUNCTION_ARGS)
 	if (m != NULL)
 		PG_RETURN_INT64(ledger_builtin_rebuild(m));
 	SPI_connect();
-	r = lookup_registry(name, true);
+	r = lookup_registry(name, "FOR UPDATE");
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
