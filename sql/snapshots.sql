@@ -159,10 +159,15 @@ SELECT ledger.save_snapshot('cart:7', 4, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.save_snapshot('cart:none', 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT ledger.append('cart:9', 'ItemAdded', '{}');
+SELECT ledger.save_snapshot('cart:9', 0, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.save_snapshot('cart:9', -1, '{}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS stored FROM ledger.stream_snapshots WHERE stream = 'cart:9';
+-- ... but at or below the latest snapshot, any version is a no-op
 SELECT ledger.save_snapshot('cart:7', 0, '{}');
-\echo :LAST_ERROR_SQLSTATE
 SELECT ledger.save_snapshot('cart:7', -1, '{}');
-\echo :LAST_ERROR_SQLSTATE
 SELECT ledger.save_snapshot(NULL, 1, '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.save_snapshot('cart:7', NULL, '{}');

@@ -150,6 +150,8 @@ ledger_catalog(void)
 		cat.balances_pkey = lookup_rel("balances_pkey", schema);
 		cat.account_entries = lookup_rel("account_entries", schema);
 		cat.balance_snapshots = lookup_rel("balance_snapshots", schema);
+		cat.stream_snapshots = lookup_rel("stream_snapshots", schema);
+		cat.stream_snapshots_pkey = lookup_rel("stream_snapshots_pkey", schema);
 		cat.projections = lookup_rel("projections", schema);
 		cat_valid = true;
 	}

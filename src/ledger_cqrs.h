@@ -64,6 +64,8 @@ typedef struct LedgerCatalog
 	Oid			balances_pkey;
 	Oid			account_entries;
 	Oid			balance_snapshots;
+	Oid			stream_snapshots;
+	Oid			stream_snapshots_pkey;	/* (stream, version) */
 	Oid			projections;
 } LedgerCatalog;
 
