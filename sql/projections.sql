@@ -331,6 +331,20 @@ RESET standard_conforming_strings;
 SELECT type, n FROM backslashes;
 SELECT ledger.drop_projection('backslashes');
 
+-- a projection's columns take the query's collations: keys and the min or
+-- max folded into the table compare as the query does ('a' < 'B' in ICU's
+-- root collation, 'B' < 'a' bytewise), and verify agrees
+SELECT ledger.create_projection('first_names',
+  $$SELECT stream, min((data->>'name') COLLATE "und-x-icu") AS first_name, max(data->>'name' COLLATE "C") AS last_c
+      FROM ledger.events WHERE type = 'Named' GROUP BY stream$$);
+SELECT ledger.append('named:1', 'Named', '{"name": "B"}') AS version;
+SELECT ledger.append('named:1', 'Named', '{"name": "a"}') AS version;
+SELECT stream, first_name, last_c FROM first_names;
+SELECT attname, collname FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation
+ WHERE attrelid = 'first_names'::regclass AND attnum > 0 ORDER BY attnum;
+SELECT ledger.verify_projection('first_names');
+SELECT ledger.drop_projection('first_names');
+
 -- an inline projection is filled, rebuilt and snapshotted up to the log's
 -- head under a lock; a REPEATABLE READ snapshot, taken before that lock,
 -- would miss events, so those are refused there (0A000), and nothing is

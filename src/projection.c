@@ -21,6 +21,7 @@
 #include "commands/event_trigger.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "catalog/pg_type.h"
@@ -34,6 +35,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/ruleutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/xid8.h"
@@ -320,10 +322,19 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 	initStringInfo(&ddl);
 	appendStringInfo(&ddl, "CREATE TABLE %s (", target);
 	for (i = 0; i < def->ncols; i++)
-		appendStringInfo(&ddl, "%s%s %s%s", i > 0 ? ", " : "",
+	{
+		appendStringInfo(&ddl, "%s%s %s", i > 0 ? ", " : "",
 						 quote_identifier(def->colnames[i]),
-						 format_type_with_typemod(def->coltypes[i], def->coltypmods[i]),
-						 def->kinds[i] == PROJ_COUNT ? " NOT NULL" : "");
+						 format_type_with_typemod(def->coltypes[i], def->coltypmods[i]));
+		/*
+		 * The query's collation, so that the table's keys and the min and max
+		 * folded into it compare as the query does (a recomputation would).
+		 */
+		if (OidIsValid(def->colcollations[i]) && def->colcollations[i] != DEFAULT_COLLATION_OID)
+			appendStringInfo(&ddl, " COLLATE %s", generate_collation_name(def->colcollations[i]));
+		if (def->kinds[i] == PROJ_COUNT)
+			appendStringInfoString(&ddl, " NOT NULL");
+	}
 	appendStringInfoString(&ddl, ", PRIMARY KEY (");
 	first = true;
 	for (i = 0; i < def->ncols; i++)
