@@ -88,6 +88,54 @@ SELECT * FROM unchanged;
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
 
+-- ... and stay so: the superuser cannot switch them off, make them skip
+-- replica (or origin) sessions, or drop them, nor rewrite the log's columns
+-- (42501), not even in one statement with an allowed change
+ALTER TABLE ledger.events DISABLE TRIGGER ALL;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events DISABLE TRIGGER USER;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events DISABLE TRIGGER events_append_only_row;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events ENABLE TRIGGER events_append_only_stmt;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events ENABLE REPLICA TRIGGER events_append_only_row;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events ENABLE TRIGGER ALL;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events ALTER COLUMN data SET STATISTICS 200, DISABLE TRIGGER events_replicated;
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER events_append_only_row ON ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+SET search_path = ledger, public;
+DROP TRIGGER IF EXISTS events_append_only_stmt ON events;
+\echo :LAST_ERROR_SQLSTATE
+RESET search_path;
+ALTER TABLE ledger.events ALTER COLUMN data TYPE jsonb USING '{}'::jsonb;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events DROP COLUMN metadata;
+\echo :LAST_ERROR_SQLSTATE
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
+SELECT attstattarget FROM pg_attribute WHERE attrelid = 'ledger.events'::regclass AND attname = 'data';
+SELECT * FROM unchanged;
+-- ENABLE ALWAYS, and the rest of ALTER TABLE, are allowed
+ALTER TABLE ledger.events ENABLE ALWAYS TRIGGER events_append_only_row;
+ALTER TABLE ledger.events ALTER COLUMN data SET STATISTICS 200;
+ALTER TABLE ledger.events ALTER COLUMN data SET STATISTICS -1;
+-- so are triggers of one's own on the log, and dropping them
+CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER mine AFTER INSERT ON ledger.events FOR EACH ROW EXECUTE FUNCTION pg_temp.noop();
+ALTER TABLE ledger.events DISABLE TRIGGER mine;
+DROP TRIGGER mine ON ledger.events;
+-- a superuser can still take the guard itself away first: it stops
+-- mistakes, not a determined superuser
+ALTER EVENT TRIGGER ledger_guard_triggers DISABLE;
+ALTER TABLE ledger.events DISABLE TRIGGER events_append_only_row;
+ALTER TABLE ledger.events ENABLE ALWAYS TRIGGER events_append_only_row;
+ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;
+SELECT evtname, evtevent, evtenabled, evttags FROM pg_event_trigger ORDER BY evtname;
+
 -- nobody but the owner holds INSERT, UPDATE, DELETE or TRUNCATE on the log
 SELECT grantee, privilege_type FROM information_schema.role_table_grants
  WHERE table_schema = 'ledger' AND table_name = 'events'

@@ -153,12 +153,15 @@ UPDATE ledger.balances SET balance = 0;
 RESET session_replication_role;
 
 -- verify notices tampering; rebuild repairs it.  Tamper the only way a
--- superuser can: by switching the guard off.
+-- superuser can: by switching the guards off (the event trigger that keeps
+-- the triggers on, then the trigger).
+ALTER EVENT TRIGGER ledger_guard_triggers DISABLE;
 ALTER TABLE ledger.balances DISABLE TRIGGER balances_read_only;
 UPDATE ledger.balances SET credits_posted = credits_posted + 1, balance = balance + 1
  WHERE account = 'alice' AND currency = 'USD';
 DELETE FROM ledger.balances WHERE account = 'fx' AND currency = 'JPY';
 ALTER TABLE ledger.balances ENABLE ALWAYS TRIGGER balances_read_only;
+ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;
 SELECT ledger.verify_projection('ledger.balances');
 SELECT ledger.rebuild_projection('ledger.balances') = (SELECT count(*) FROM ledger.events) AS replayed_whole_log;
 SELECT ledger.verify_projection('ledger.balances');

@@ -435,6 +435,17 @@ CREATE EVENT TRIGGER ledger_projection_tables ON sql_drop
     EXECUTE FUNCTION ledger.guard_projection_tables();
 ALTER EVENT TRIGGER ledger_projection_tables ENABLE ALWAYS;
 
+-- The triggers above, on the log, the read models and projection tables,
+-- are not switched off, made to skip replica sessions, or dropped, and the
+-- log's columns are not rewritten: not by their owner, not by a superuser
+-- (who can still disable this event trigger first).
+CREATE FUNCTION ledger.guard_triggers() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_guard_ddl';
+CREATE EVENT TRIGGER ledger_guard_triggers ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER')
+    EXECUTE FUNCTION ledger.guard_triggers();
+ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;
+
 REVOKE ALL ON FUNCTION ledger.create_projection(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.drop_projection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.catch_up(text, bigint) FROM PUBLIC;
@@ -445,6 +456,7 @@ REVOKE ALL ON FUNCTION ledger.stop_projector() FROM PUBLIC;
 REVOKE ALL ON PROCEDURE ledger.wait_for_projection(text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.projection_guard() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.guard_projection_tables() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.guard_triggers() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 5. Snapshots and time travel

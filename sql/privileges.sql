@@ -280,6 +280,16 @@ END
 $$;
 CREATE TRIGGER trap AFTER INSERT OR DELETE ON regress_priv.trapped
     FOR EACH STATEMENT EXECUTE FUNCTION regress_priv.grab_trigger();
+-- the owner may switch its own triggers, not the extension's guard (42501)
+ALTER TABLE regress_priv.trapped DISABLE TRIGGER trap;
+ALTER TABLE regress_priv.trapped ENABLE TRIGGER trap;
+ALTER TABLE regress_priv.trapped DISABLE TRIGGER ledger_projection_guard;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE regress_priv.trapped DISABLE TRIGGER ALL;
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER ledger_projection_guard ON regress_priv.trapped;
+\echo :LAST_ERROR_SQLSTATE
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'regress_priv.trapped'::regclass ORDER BY tgname;
 RESET ROLE;
 SELECT ledger.append('projector-stream', 'Trapped', '{}');
 SELECT ledger.rebuild_projection('regress_priv.trapped') > 0 AS rebuilt;

@@ -184,8 +184,12 @@ SELECT name, kind, mode, state, lag_events, target FROM ledger.projection_status
 
 -- verify detects a tampered row; rebuild fixes it
 ALTER TABLE page_views DISABLE TRIGGER ledger_projection_guard;
+\echo :LAST_ERROR_SQLSTATE
+ALTER EVENT TRIGGER ledger_guard_triggers DISABLE;
+ALTER TABLE page_views DISABLE TRIGGER ledger_projection_guard;
 UPDATE page_views SET views = views + 100 WHERE user_stream = 'user:2' AND page = '/p0';
 ALTER TABLE page_views ENABLE ALWAYS TRIGGER ledger_projection_guard;
+ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;
 SELECT ledger.verify_projection('page_views');
 SELECT ledger.rebuild_projection('page_views') = (SELECT count(*) FROM ledger.events) AS replayed_log;
 SELECT ledger.verify_projection('page_views');

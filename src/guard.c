@@ -19,15 +19,32 @@
  * subscriber an AFTER trigger folds each replicated event into the local
  * projections.
  *
+ * An event trigger keeps these triggers, and the read-only guards of the
+ * read models and projection tables, from being switched off or dropped
+ * (ledger_guard_ddl).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "replication/logicalworker.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
@@ -38,6 +55,7 @@
 PG_FUNCTION_INFO_V1(ledger_events_guard);
 PG_FUNCTION_INFO_V1(ledger_projections_restore);
 PG_FUNCTION_INFO_V1(ledger_events_replicated);
+PG_FUNCTION_INFO_V1(ledger_guard_ddl);
 
 static const char *
 trigger_operation(TriggerEvent ev)
@@ -177,4 +195,154 @@ ledger_events_replicated(PG_FUNCTION_ARGS)
 										  RelationGetDescr(td->tg_relation), &isnull));
 	ledger_apply_inline(&position, 1);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * guard_trigger -- the name of a trigger on relid that belongs to the
+ * extension (its function is one of ours) and is called name, or any such
+ * trigger when name is NULL; NULL if there is none.
+ */
+static char *
+guard_trigger(Oid relid, const char *name, Oid extension)
+{
+	Relation	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *found = NULL;
+
+	ScanKeyInit(&key[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	if (name != NULL)
+		ScanKeyInit(&key[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber, F_NAMEEQ,
+					CStringGetDatum(name));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL,
+							  name != NULL ? 2 : 1, key);
+	while (found == NULL && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+
+		if (getExtensionOfObject(ProcedureRelationId, tg->tgfoid) == extension)
+			found = pstrdup(NameStr(tg->tgname));
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+/* a relation the command may change at all: PostgreSQL refuses the rest */
+static bool
+may_alter(Oid relid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(RelationRelationId, relid, GetUserId());
+#else
+	return pg_class_ownercheck(relid, GetUserId());
+#endif
+}
+
+static char *
+relation_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+static void
+refuse_trigger_change(Oid relid, const char *trigger, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("trigger \"%s\" on %s guards ledger_cqrs data: it cannot be %s",
+					trigger, relation_name(relid), what),
+			 errdetail("The extension's triggers fire for every role, the superuser included, and under any session_replication_role."),
+			 errhint("ENABLE ALWAYS TRIGGER is the only change allowed to them.")));
+}
+
+/*
+ * ledger.guard_triggers() -- event trigger on ddl_command_start for ALTER
+ * TABLE and DROP TRIGGER, ENABLE ALWAYS.  The triggers that keep the log
+ * append-only and the read models and projection tables read-only must not
+ * be switched off, made to skip replica sessions, or dropped; and the log's
+ * columns must not be rewritten (ALTER COLUMN TYPE ... USING, DROP COLUMN).
+ * This holds for the superuser too, who can still take the guard itself
+ * away (ALTER EVENT TRIGGER ... DISABLE): it stops mistakes and casual
+ * tampering, not a determined superuser.  Extension scripts pass.  Commands
+ * on relations the user does not own are left to PostgreSQL's own refusal.
+ */
+Datum
+ledger_guard_ddl(PG_FUNCTION_ARGS)
+{
+	Node	   *stmt;
+	Oid			extension;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "ledger.guard_triggers() must be called as an event trigger");
+	extension = get_extension_oid("ledger_cqrs", true);
+	if (creating_extension || !OidIsValid(extension))
+		PG_RETURN_NULL();
+	stmt = ((EventTriggerData *) fcinfo->context)->parsetree;
+
+	if (IsA(stmt, AlterTableStmt))
+	{
+		AlterTableStmt *alter = (AlterTableStmt *) stmt;
+		Oid			relid = RangeVarGetRelid(alter->relation, NoLock, true);
+
+		if (!OidIsValid(relid) || !may_alter(relid))
+			PG_RETURN_NULL();
+		foreach(lc, alter->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+			char	   *trigger = NULL;
+
+			switch (cmd->subtype)
+			{
+				case AT_EnableTrig:
+				case AT_EnableReplicaTrig:
+				case AT_DisableTrig:
+					trigger = guard_trigger(relid, cmd->name, extension);
+					break;
+				case AT_EnableTrigAll:
+				case AT_EnableTrigUser:
+				case AT_DisableTrigAll:
+				case AT_DisableTrigUser:
+					trigger = guard_trigger(relid, NULL, extension);
+					break;
+				case AT_AlterColumnType:
+				case AT_DropColumn:
+					if (relid == ledger_catalog()->events)
+						ereport(ERROR,
+								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+								 errmsg("ledger.events is append-only: %s is not allowed",
+										cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE"),
+								 errdetail("It would rewrite appended events.")));
+					break;
+				default:
+					break;
+			}
+			if (trigger != NULL)
+				refuse_trigger_change(relid, trigger,
+									  cmd->subtype == AT_DisableTrig ||
+									  cmd->subtype == AT_DisableTrigAll ||
+									  cmd->subtype == AT_DisableTrigUser ? "disabled" :
+									  cmd->subtype == AT_EnableReplicaTrig ? "limited to replica sessions" :
+									  "limited to origin sessions");
+		}
+	}
+	else if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_TRIGGER)
+	{
+		foreach(lc, ((DropStmt *) stmt)->objects)
+		{
+			List	   *names = (List *) lfirst(lc);
+			List	   *relnames = list_truncate(list_copy(names), list_length(names) - 1);
+			char	   *trigger = strVal(llast(names));
+			Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(relnames), NoLock, true);
+
+			if (OidIsValid(relid) && may_alter(relid) &&
+				guard_trigger(relid, trigger, extension) != NULL)
+				refuse_trigger_change(relid, trigger, "dropped");
+		}
+	}
+	PG_RETURN_NULL();
 }
