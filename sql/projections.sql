@@ -195,6 +195,11 @@ SELECT ledger.rebuild_projection('page_views') = (SELECT count(*) FROM ledger.ev
 SELECT ledger.verify_projection('page_views');
 SELECT ledger.rebuild_projection('event_types') > 0 AS rebuilt_async;
 SELECT ledger.verify_projection('event_types');
+-- verify only reads: it runs in a read-only transaction
+BEGIN TRANSACTION READ ONLY;
+SELECT ledger.verify_projection('event_types'), ledger.verify_projection('page_views'),
+       ledger.verify_projection('ledger.balances');
+COMMIT;
 SELECT name, state, lag_events FROM ledger.projection_status WHERE kind = 'user' ORDER BY name;
 
 -- projection tables refuse direct writes by every role

@@ -193,8 +193,8 @@ ledger_compare_with_log(const char *name, const char *recompute, const char *col
 					") d ORDER BY problem, %s LIMIT 5",
 					keys, recompute, cols, live,
 					keys, cols, live, recompute, keys);
-	/* not read-only: a snapshot of now, not of the calling statement */
-	if (SPI_execute(diff, false, 0) != SPI_OK_SELECT)
+	/* read-only: with the calling statement's snapshot */
+	if (SPI_execute(diff, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "verify query failed");
 	if (SPI_processed == 0)
 		return true;

@@ -91,14 +91,20 @@ name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 	return s;
 }
 
+/* how lookup_registry reads the registry row */
+typedef enum RegistryRead
+{
+	REGISTRY_LATEST,			/* what has committed by now */
+	REGISTRY_AS_OF_STATEMENT,	/* with the calling statement's snapshot */
+	REGISTRY_FOR_UPDATE			/* latest, and locked */
+} RegistryRead;
+
 /*
  * lookup_registry -- the user projection called name, as created or
- * schema-qualified; NULL if there is none.  lock is NULL or a row-locking
- * clause for its registry row ("FOR UPDATE", "FOR SHARE").  Caller is
- * connected to SPI.
+ * schema-qualified; NULL if there is none.  Caller is connected to SPI.
  */
 static RegistryRow *
-lookup_registry(const char *name, const char *lock)
+lookup_registry(const char *name, RegistryRead how)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
@@ -111,10 +117,11 @@ lookup_registry(const char *name, const char *lock)
 							   " checkpoint_order, checkpoint_position FROM ledger.projections"
 							   " WHERE kind OPERATOR(pg_catalog.=) 'user' AND (name OPERATOR(pg_catalog.=) $1"
 							   " OR target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) target_table"
-							   " OPERATOR(pg_catalog.=) $1)%s%s",
-							   lock ? " " : "", lock ? lock : "");
+							   " OPERATOR(pg_catalog.=) $1)%s",
+							   how == REGISTRY_FOR_UPDATE ? " FOR UPDATE" : "");
 
-	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 1, types, values, NULL,
+							  how == REGISTRY_AS_OF_STATEMENT, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ledger.projections");
 	if (SPI_processed == 0)
 		return NULL;
@@ -310,8 +317,8 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		bool		taken;
 
 		ledger_become(extension_owner(), false, &as_extension);
-		taken = lookup_registry(name, NULL) != NULL ||
-			lookup_registry(psprintf("%s.%s", schema, rv->relname), NULL) != NULL;
+		taken = lookup_registry(name, REGISTRY_LATEST) != NULL ||
+			lookup_registry(psprintf("%s.%s", schema, rv->relname), REGISTRY_LATEST) != NULL;
 		ledger_restore_user(&as_extension);
 		if (taken)
 			ereport(ERROR,
@@ -459,7 +466,7 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" is built in and cannot be dropped", name)));
 	/* no appender folds into it between our drop and our commit */
 	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
-	r = lookup_registry(name, "FOR UPDATE");
+	r = lookup_registry(name, REGISTRY_FOR_UPDATE);
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -551,7 +558,7 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 
 		if (ledger_builtin_lookup(name) != NULL)
 			applied = 0;		/* built-ins never lag */
-		else if ((r = lookup_registry(name, NULL)) == NULL)
+		else if ((r = lookup_registry(name, REGISTRY_LATEST)) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("projection \"%s\" does not exist", name)));
@@ -838,7 +845,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 				 errhint("See ledger_cqrs.snapshot_interval and ledger.balance_at().")));
 	nest = ledger_push_fixed_search_path();
 	SPI_connect();
-	r = lookup_registry(name, "FOR UPDATE");
+	r = lookup_registry(name, REGISTRY_FOR_UPDATE);
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -918,14 +925,12 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 
 	/*
 	 * The checkpoint and the rows compared with the log must be of the same
-	 * batch.  Under READ COMMITTED each statement sees what committed before
-	 * it, so a catch-up committing between the two reads would pair one
-	 * batch's cursor with another's rows: the registry row is held FOR SHARE
-	 * (catch-up skips a projection it cannot lock) and the comparison reads
-	 * with a snapshot taken after that.  A transaction snapshot reads both
-	 * as of the same moment already.
+	 * batch: both are read with the calling statement's snapshot (as
+	 * ledger_compare_with_log reads), so a catch-up committing in between
+	 * cannot pair one batch's cursor with another's rows.  No lock: verify
+	 * holds up no catch-up, and runs in a read-only transaction.
 	 */
-	r = lookup_registry(name, IsolationUsesXactSnapshot() ? NULL : "FOR SHARE");
+	r = lookup_registry(name, REGISTRY_AS_OF_STATEMENT);
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -950,7 +955,7 @@ ledger_rebuild_projection(PG_FUNCTION_ARGS)
 	if (m != NULL)
 		PG_RETURN_INT64(ledger_builtin_rebuild(m));
 	SPI_connect();
-	r = lookup_registry(name, "FOR UPDATE");
+	r = lookup_registry(name, REGISTRY_FOR_UPDATE);
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
