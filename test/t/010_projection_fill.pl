@@ -25,7 +25,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 't';
-use LedgerTest qw($APPEND_PGBENCH $SAMPLE_FILL_SQL);
+use LedgerTest qw(bulk_append_sql $APPEND_PGBENCH $SAMPLE_FILL_SQL);
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
@@ -60,13 +60,7 @@ my $chunks = $log_events / 50;
 for my $part (0 .. 2)
 {
 	my ($from, $to) = ($part * $chunks / 3 + 1, ($part + 1) * $chunks / 3);
-	q1(qq{
-		SELECT count(ledger.append_events('s' || (b % 1000),
-		         (SELECT jsonb_agg(jsonb_build_object(
-		                   'type', CASE WHEN j % 3 = 0 THEN 'Counted' ELSE 'Other' END,
-		                   'data', jsonb_build_object('n', (b * 7 + j) % 1000)))
-		            FROM generate_series(1, 50) j)))
-		  FROM generate_series($from, $to) b});
+	q1(bulk_append_sql($from, $to));
 }
 my $loaded_max = q1('SELECT max(position) FROM ledger.events');
 my $loaded     = q1('SELECT count(*) FROM ledger.events');

@@ -30,7 +30,7 @@ use strict;
 use warnings;
 
 use lib 't';
-use LedgerTest qw($APPEND_PGBENCH);
+use LedgerTest qw(bulk_append_sql $APPEND_PGBENCH);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -129,13 +129,7 @@ q1('CREATE EXTENSION ledger_cqrs');
 for my $part (0 .. 4)
 {
 	my ($from, $to) = ($part * 1000 + 1, ($part + 1) * 1000);
-	q1(qq{
-		SELECT count(ledger.append_events('s' || (b % 1000),
-		         (SELECT jsonb_agg(jsonb_build_object(
-		                   'type', CASE WHEN j % 3 = 0 THEN 'Counted' ELSE 'Other' END,
-		                   'data', jsonb_build_object('n', (b * 7 + j) % 1000)))
-		            FROM generate_series(1, 50) j)))
-		  FROM generate_series($from, $to) b});
+	q1(bulk_append_sql($from, $to));
 }
 my $loaded = q1('SELECT count(*) FROM ledger.events');
 note "log: $loaded events";

@@ -86,12 +86,9 @@ SELECT ledger.create_projection('event_counts', $$
     SELECT e.type, count(*) AS n, max(e.position) AS last_position, min(e.version) AS min_version
       FROM ledger.events e
      GROUP BY e.type $$, 'inline');
-SELECT ledger.create_projection('turnover', $$
-    SELECT l->>'currency' AS currency, l->>'side' AS side,
-           sum((l->>'amount')::numeric) AS total, count(*) AS legs
-      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
-     WHERE e.type = 'TransferPosted'
-     GROUP BY 1, 2 $$, 'async');
+SQL
+$node->safe_psql('postgres', $TURNOVER_PROJECTION_SQL);
+$node->safe_psql('postgres', <<'SQL');
 SELECT ledger.start_projector() > 0;
 
 -- workload 1: a random transfer; b is drawn from 199 and skips a

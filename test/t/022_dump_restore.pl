@@ -77,12 +77,9 @@ SELECT ledger.create_projection('event_times', $$
     SELECT e.type, count(*) AS n, min(e.recorded_at) AS first_at, max(e.recorded_at) AS last_at
       FROM ledger.events e
      GROUP BY e.type $$, 'inline');
-SELECT ledger.create_projection('turnover', $$
-    SELECT l->>'currency' AS currency, l->>'side' AS side,
-           sum((l->>'amount')::numeric) AS total, count(*) AS legs
-      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
-     WHERE e.type = 'TransferPosted'
-     GROUP BY 1, 2 $$, 'async');
+SQL
+$source->safe_psql('src', $TURNOVER_PROJECTION_SQL);
+$source->safe_psql('src', <<'SQL');
 
 SELECT ledger.transfer('fund-alice', 'bank', 'alice', 100.00, 'USD');
 SELECT ledger.transfer('fund-bob', 'bank', 'bob', 5000, 'JPY');

@@ -23,8 +23,10 @@ our @EXPORT = qw(
   catch_up_all
   server_log_clean
   wait_for
+  bulk_append_sql
   $APPEND_PGBENCH
   $SAMPLE_FILL_SQL
+  $TURNOVER_PROJECTION_SQL
   $TURNOVER_DIFF_SQL
 );
 
@@ -64,6 +66,32 @@ BEGIN
     END LOOP;
 END
 $$};
+
+# The async projection 'turnover': per currency and side of the posted
+# legs, their total and count.
+our $TURNOVER_PROJECTION_SQL = q{
+SELECT ledger.create_projection('turnover', $$
+    SELECT l->>'currency' AS currency, l->>'side' AS side,
+           sum((l->>'amount')::numeric) AS total, count(*) AS legs
+      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
+     WHERE e.type = 'TransferPosted'
+     GROUP BY 1, 2 $$, 'async');
+};
+
+# bulk_append_sql($from, $to): a statement appending batches $from..$to, one
+# append_events of 50 events per batch, to stream 's' || batch % 1000;
+# every third event is 'Counted', the rest 'Other', with data {"n": 0..999}.
+sub bulk_append_sql
+{
+	my ($from, $to) = @_;
+	return qq{
+		SELECT count(ledger.append_events('s' || (b % 1000),
+		         (SELECT jsonb_agg(jsonb_build_object(
+		                   'type', CASE WHEN j % 3 = 0 THEN 'Counted' ELSE 'Other' END,
+		                   'data', jsonb_build_object('n', (b * 7 + j) % 1000)))
+		            FROM generate_series(1, 50) j)))
+		  FROM generate_series($from, $to) b};
+}
 
 # Rows by which the projection 'turnover' (per currency and side: total,
 # legs) differs from its query over the whole log: 0 when it is exact.
