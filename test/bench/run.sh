@@ -21,14 +21,15 @@
 #  Environment:
 #    BENCH_SECONDS  seconds per measured pgbench run       (default 20)
 #    BENCH_WARMUP   seconds of warm-up per workload/cell   (default 3)
-#    BENCH_REPS     measured runs per workload and cell    (default 2)
+#    BENCH_REPS     measured runs per workload and cell    (default 3)
 #    BENCH_CLIENTS  client counts                          (default "1 8")
 #    BENCH_SYNC     synchronous_commit values              (default "on off")
 #    BENCH_EVENTS   events loaded by projections/snapshots (default 1000000)
 #
 #  Within a cell (clients x synchronous_commit) the workloads are run in
-#  alternating order -- A B, then B A, ... -- and their TPS averaged, so
-#  neither is systematically favoured by running first or second.
+#  alternating order -- A B, then B A, ... -- each after a CHECKPOINT, and
+#  the median of their TPS reported, so neither is systematically favoured
+#  by running first or second, or by when a checkpoint starts.
 #  Each section prints a Markdown table and writes it to
 #  test/bench/results/SECTION.md.
 #
@@ -50,7 +51,7 @@ DB=ledger_bench
 
 BENCH_SECONDS=${BENCH_SECONDS:-20}
 BENCH_WARMUP=${BENCH_WARMUP:-3}
-BENCH_REPS=${BENCH_REPS:-2}
+BENCH_REPS=${BENCH_REPS:-3}
 BENCH_CLIENTS=${BENCH_CLIENTS:-"1 8"}
 BENCH_SYNC=${BENCH_SYNC:-"on off"}
 
@@ -132,21 +133,27 @@ run_cell() {
 }
 
 # Results: one row per (section, workload, clients, sync).
-declare -A TPS=()        # "section|workload|clients|sync" -> mean TPS
+declare -A TPS=()        # "section|workload|clients|sync" -> median TPS
 declare -A RUNS=()       # same key -> the individual runs' TPS
 declare -A BASELINE=()   # section -> baseline workload name
 declare -A WORKLOADS=()  # section -> workload names, in table order
+
+# median X... -- the median of the numbers given (the mean of the middle two
+# for an even count)
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 # run_matrix SECTION NAME:SCRIPT [NAME:SCRIPT ...]
 # The first workload is the section's baseline (ratio 1.00).  For every
 # (clients, sync) cell: cell_setup_SECTION if the section defines it,
 # maintenance, a warm-up of each workload, then BENCH_REPS measured runs of
-# each in alternating order.
+# each in alternating order, each after a CHECKPOINT; a cell's TPS is the
+# median of its runs.
 run_matrix() {
     local section=$1; shift
     local specs=("$@") names=() spec name clients sync rep i n=$#
     local -a order
-    local -A sum
 
     for spec in "${specs[@]}"; do names+=("${spec%%:*}"); done
     BASELINE[$section]=${names[0]}
@@ -163,7 +170,6 @@ run_matrix() {
                 log "$section: warm-up ${spec%%:*} ($cell, ${BENCH_WARMUP}s)"
                 run_cell "${spec%%:*}" "${spec#*:}" "$clients" "$sync" "$BENCH_WARMUP" >/dev/null
             done
-            sum=()
             for ((rep = 0; rep < BENCH_REPS; rep++)); do
                 # even reps: A B C ..., odd reps: ... C B A
                 order=()
@@ -173,14 +179,16 @@ run_matrix() {
                 for spec in "${order[@]}"; do
                     name=${spec%%:*}
                     local tps
+                    # every run starts from a fresh checkpoint: none lands
+                    # inside it, and each pays the same full-page writes
+                    psql_db -c "CHECKPOINT"
                     tps=$(run_cell "$name" "${spec#*:}" "$clients" "$sync")
                     log "$section: $name $cell run $((rep + 1))/$BENCH_REPS: $tps tps"
-                    sum[$name]=$(awk -v a="${sum[$name]:-0}" -v b="$tps" 'BEGIN { print a + b }')
                     RUNS["$section|$name|$clients|$sync"]+="${RUNS["$section|$name|$clients|$sync"]:+ }$(printf '%.0f' "$tps")"
                 done
             done
             for name in "${names[@]}"; do
-                TPS["$section|$name|$clients|$sync"]=$(awk -v s="${sum[$name]}" -v r="$BENCH_REPS" 'BEGIN { print s / r }')
+                TPS["$section|$name|$clients|$sync"]=$(median ${RUNS["$section|$name|$clients|$sync"]})
             done
         done
     done
@@ -189,7 +197,7 @@ run_matrix() {
 machine_facts() {
     local ver
     ver=$(psql -X -At -d "$DB" -c "SHOW server_version")
-    printf 'nproc=%s, PostgreSQL %s, BENCH_SECONDS=%s (x%s runs per workload and cell, alternating order, %ss warm-up), fsync=%s, shared_buffers=%s\n' \
+    printf 'nproc=%s, PostgreSQL %s, BENCH_SECONDS=%s (x%s runs per workload and cell, alternating order, each after a CHECKPOINT, median reported, %ss warm-up), fsync=%s, shared_buffers=%s\n' \
         "$(nproc)" "$ver" "$BENCH_SECONDS" "$BENCH_REPS" "$BENCH_WARMUP" \
         "$(psql -X -At -d "$DB" -c 'SHOW fsync')" \
         "$(psql -X -At -d "$DB" -c 'SHOW shared_buffers')"
