@@ -41,6 +41,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "replication/logicalworker.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -71,6 +72,12 @@ trigger_operation(TriggerEvent ev)
 
 /*
  * restamp_row -- give a replicated or restored row this database's tx_order.
+ *
+ * It is raised to the stream's previous key, read with no local appender
+ * in between: a SHARE ROW EXCLUSIVE lock on ledger.events, which appenders'
+ * ROW EXCLUSIVE conflicts with, held to commit.  One lock for the whole
+ * transaction, not one per stream: a restore (one COPY) or a replicated
+ * transaction may carry more streams than the shared lock table holds.
  */
 static HeapTuple
 restamp_row(Relation rel, HeapTuple row)
@@ -85,7 +92,7 @@ restamp_row(Relation rel, HeapTuple row)
 
 	if (isnull)
 		return row;				/* the NOT NULL constraint reports it */
-	ledger_lock_stream(DatumGetTextPP(stream));
+	LockRelationOid(RelationGetRelid(rel), ShareRowExclusiveLock);
 	head = ledger_stream_head(rel, DatumGetTextPP(stream), GetLatestSnapshot());
 	value = FullTransactionIdGetDatum(ledger_next_tx_order(head));
 	return heap_modify_tuple_by_cols(row, desc, 1, &col, &value, &null);
