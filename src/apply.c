@@ -52,6 +52,15 @@ static Oid	registry_relid = InvalidOid;
 static uint64 registry_invals = 0;
 
 /*
+ * Walks of the list under way that run user code (a fold, the triggers it
+ * fires): an append nested in that code gets the list as it is, however
+ * stale, and the walk's entries and plans stay put.  Reset at transaction
+ * end; a walk restores the count it found, which also undoes what an
+ * error inside it left.
+ */
+static int	projection_pins = 0;
+
+/*
  * The registry changed, or one of the projections' tables did (dropped or
  * renamed behind the projection's back, say): read it all again.
  */
@@ -70,10 +79,33 @@ registry_inval_callback(Datum arg, Oid relid)
 	}
 }
 
+static void
+apply_xact_callback(XactEvent event, void *arg)
+{
+	projection_pins = 0;
+}
+
 void
 ledger_apply_init(void)
 {
 	CacheRegisterRelcacheCallback(registry_inval_callback, (Datum) 0);
+	RegisterXactCallback(apply_xact_callback, NULL);
+}
+
+/*
+ * ledger_pin_projections -- begin a walk of the cached list (see
+ * projection_pins); returns what to pass to ledger_unpin_projections.
+ */
+int
+ledger_pin_projections(void)
+{
+	return projection_pins++;
+}
+
+void
+ledger_unpin_projections(int pins)
+{
+	projection_pins = pins;
 }
 
 /*
@@ -110,7 +142,7 @@ ledger_user_projections(void)
 	int			nest;
 	uint64		invals;
 
-	if (projections_valid)
+	if (projections_valid || projection_pins > 0)
 		return projections;
 
 	c = ledger_catalog();
@@ -212,6 +244,7 @@ ledger_apply_inline(int64 *positions, int n)
 	int			nest;
 	LedgerUserSwitch save;
 	MemoryContext cxt = CurrentMemoryContext;
+	int			pins;
 
 	foreach(lc, projs)
 	{
@@ -236,6 +269,7 @@ ledger_apply_inline(int64 *positions, int n)
 
 	SPI_connect();
 	nest = ledger_push_fixed_search_path();
+	pins = ledger_pin_projections();
 	foreach(lc, projs)
 	{
 		Projection *p = lfirst(lc);
@@ -244,7 +278,13 @@ ledger_apply_inline(int64 *positions, int n)
 		if (p->async || p->state != 'l')
 			continue;
 		ledger_check_owner(p->owner, p->name, p->target);
-		if (p->inline_plan == NULL || !SPI_plan_is_valid(p->inline_plan))
+
+		/*
+		 * Prepared anew when stale, unless an outer walk may be running
+		 * this very plan: then it is executed as is, and revalidated.
+		 */
+		if (p->inline_plan == NULL ||
+			(pins == 0 && !SPI_plan_is_valid(p->inline_plan)))
 		{
 			char	   *sql = ledger_projection_fold_sql(ledger_projection_def(p), p->target,
 														 PROJ_COND_POSITIONS);
@@ -295,6 +335,7 @@ ledger_apply_inline(int64 *positions, int n)
 		ledger_restore_user(&save);
 		ledger_maintenance_depth--;
 	}
+	ledger_unpin_projections(pins);
 	AtEOXact_GUC(true, nest);
 	SPI_finish();
 }

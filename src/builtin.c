@@ -30,6 +30,7 @@
 
 #include "ledger_cqrs.h"
 #include "builtin.h"
+#include "projection.h"
 
 PG_FUNCTION_INFO_V1(ledger_read_model_guard);
 
@@ -133,16 +134,20 @@ ledger_read_model_guard(PG_FUNCTION_ARGS)
 
 /*
  * ledger_builtin_lookup -- the built-in model called name ("ledger.balances"
- * or "balances"), or NULL.
+ * or "balances", read as an SQL name), or NULL.
  */
 const BuiltinModel *
 ledger_builtin_lookup(const char *name)
 {
+	char	   *schema;
+	char	   *table;
 	size_t		i;
 
+	if (!ledger_split_projection_name(name, &schema, &table) ||
+		(schema != NULL && strcmp(schema, "ledger") != 0))
+		return NULL;
 	for (i = 0; i < lengthof(models); i++)
-		if (strcmp(models[i].name, name) == 0 ||
-			strcmp(models[i].name + strlen("ledger."), name) == 0)
+		if (strcmp(models[i].name + strlen("ledger."), table) == 0)
 			return &models[i];
 	return NULL;
 }

@@ -86,18 +86,74 @@ count_batch(FullTransactionId from_order, int64 from_position,
 }
 
 /*
+ * ledger_in_subxact -- fn(arg) in a subtransaction.  On error the
+ * subtransaction is rolled back and the error returned (NULL when fn
+ * succeeded); the caller decides what it means.  Caller is connected to SPI.
+ */
+ErrorData *
+ledger_in_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int			depth = ledger_maintenance_depth;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ledger_maintenance_depth = depth;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+typedef struct SnapshotJob
+{
+	Projection *p;
+	BatchEnd   *end;
+	int64		applied;
+} SnapshotJob;
+
+static void
+snapshot_job(void *arg)
+{
+	SnapshotJob *job = arg;
+
+	(void) ledger_take_projection_snapshot(job->p->name, ledger_projection_def(job->p),
+										   job->p->target, job->p->owner, job->end->order,
+										   job->end->position, job->applied);
+}
+
+/*
  * maybe_snapshot -- a snapshot each time a projection that follows the log
- * crosses a multiple of projection_snapshot_interval applied events.
+ * crosses a multiple of projection_snapshot_interval applied events.  One
+ * that fails (a table too large for one jsonb value, say) is a WARNING:
+ * the batch it follows stands, and catch-up goes on.
  */
 static void
 maybe_snapshot(Projection *p, BatchEnd *end, int64 before, int64 applied)
 {
 	int64		every = ledger_projection_snapshot_interval;
+	SnapshotJob job = {p, end, before + applied};
+	ErrorData  *edata;
 
 	if (every <= 0 || applied <= 0 || (before + applied) / every == before / every)
 		return;
-	(void) ledger_take_projection_snapshot(p->name, ledger_projection_def(p), p->target, p->owner, end->order,
-										   end->position, before + applied);
+	if ((edata = ledger_in_subxact(snapshot_job, &job)) != NULL)
+		ereport(WARNING,
+				(errmsg("could not snapshot projection \"%s\": %s", p->name, edata->message),
+				 errdetail("Catch-up goes on; a rebuild replays from an older snapshot or the log.")));
 }
 
 static void
@@ -120,64 +176,56 @@ save_cursor(const char *name, BatchEnd *end, int64 applied, const char *state)
 		elog(ERROR, "could not save the checkpoint of projection \"%s\"", name);
 }
 
+typedef struct FoldJob
+{
+	Projection *p;
+	FullTransactionId from_order;
+	int64		from_position;
+	BatchEnd   *end;
+	bool		unbounded;
+} FoldJob;
+
+static void
+fold_job(void *arg)
+{
+	FoldJob    *job = arg;
+
+	ledger_check_owner(job->p->owner, job->p->name, job->p->target);
+	ledger_fold_range(ledger_projection_def(job->p), job->p->target, job->p->owner,
+					  job->from_order, job->from_position,
+					  job->end->order, job->end->position, job->unbounded);
+}
+
 /*
- * fold_or_fail -- fold a batch in a subtransaction.  For an async
- * projection an error marks it failed (and returns false); for an inline
- * one being filled it propagates, since its appenders would fail the same
- * way once it went live.
+ * fold_or_fail -- fold a batch in a subtransaction.  An error marks the
+ * projection failed, with the error as last_error, and returns false: an
+ * async one stops advancing, an inline one being filled never goes live
+ * (its appenders would fail the same way).  Either way the other
+ * projections go on.
  */
 static bool
 fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
 			 BatchEnd *end, bool unbounded)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	int			depth = ledger_maintenance_depth;
-	volatile bool ok = true;
+	FoldJob		job = {p, from_order, from_position, end, unbounded};
+	ErrorData  *edata;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		ledger_check_owner(p->owner, p->name, p->target);
-		ledger_fold_range(ledger_projection_def(p), p->target, p->owner, from_order, from_position,
-						  end->order, end->position, unbounded);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		Datum		values[2];
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ledger_maintenance_depth = depth;
-		if (!p->async)
-			ereport(ERROR,
-					(errcode(edata->sqlerrcode),
-					 errmsg("projection \"%s\" failed while filling: %s", p->name, edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0));
-
-		values[0] = CStringGetTextDatum(p->name);
-		values[1] = CStringGetTextDatum(edata->message);
-		if (SPI_execute_with_args("UPDATE ledger.projections SET state = 'failed', last_error = $2,"
-								  " updated_at = pg_catalog.clock_timestamp()"
-								  " WHERE name OPERATOR(pg_catalog.=) $1",
-								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not mark projection \"%s\" failed", p->name);
-		ereport(WARNING,
-				(errmsg("projection \"%s\" failed and stops advancing: %s", p->name, edata->message),
-				 errhint("Fix it with ledger.rebuild_projection('%s'), or drop and re-create it.", p->name)));
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if ((edata = ledger_in_subxact(fold_job, &job)) == NULL)
+		return true;
+	values[0] = CStringGetTextDatum(p->name);
+	values[1] = CStringGetTextDatum(edata->message);
+	if (SPI_execute_with_args("UPDATE ledger.projections SET state = 'failed', last_error = $2,"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE name OPERATOR(pg_catalog.=) $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not mark projection \"%s\" failed", p->name);
+	ereport(WARNING,
+			(errmsg("projection \"%s\" failed and stops advancing: %s", p->name, edata->message),
+			 edata->detail ? errdetail("%s", edata->detail) : 0,
+			 errhint("Fix it with ledger.rebuild_projection('%s'), or drop and re-create it.", p->name)));
+	return false;
 }
 
 /*
@@ -227,14 +275,30 @@ find_projection(const char *name)
 	return NULL;
 }
 
+static int64 catch_up_pinned(const char *name, int64 max_events, bool allow_handover);
+
 /*
  * ledger_catch_up_projection -- apply up to max_events (-1: all) pending
  * events to one projection that follows the log (async, or being filled).
  * Returns how many were applied.  Caller is connected to SPI with a fixed
- * search_path.
+ * search_path.  The cached list is current, then pinned while its entry
+ * is in use, since the fold runs user code that may append.
  */
 int64
 ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handover)
+{
+	int			pins;
+	int64		total;
+
+	(void) ledger_user_projections();
+	pins = ledger_pin_projections();
+	total = catch_up_pinned(name, max_events, allow_handover);
+	ledger_unpin_projections(pins);
+	return total;
+}
+
+static int64
+catch_up_pinned(const char *name, int64 max_events, bool allow_handover)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -327,8 +391,8 @@ ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handov
 		int64		rest = count_batch(end.order, end.position,
 									   FullTransactionIdFromU64(PG_UINT64_MAX), -1, &last);
 
-		if (rest > 0)
-			(void) fold_or_fail(p, end.order, end.position, &last, true);
+		if (rest > 0 && !fold_or_fail(p, end.order, end.position, &last, true))
+			return total;
 		save_cursor(name, &last, n + rest, "live");
 		total += rest;
 	}

@@ -35,6 +35,7 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/analyze.h"
+#include "parser/parsetree.h"
 #include "parser/parser.h"
 #include "parser/scanner.h"
 #include "miscadmin.h"
@@ -42,6 +43,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/ruleutils.h"
+#include "utils/varlena.h"
 #include "utils/syscache.h"
 
 #include "ledger_cqrs.h"
@@ -80,31 +82,54 @@ ledger_push_fixed_search_path(void)
 	return nest;
 }
 
-/* Vars: no system columns, no tx_order, no whole-row references */
+/* what check_vars_walker needs of the query */
+typedef struct VarCheck
+{
+	int			events_rti;		/* ledger.events' range table index */
+	List	   *rtable;
+} VarCheck;
+
+/*
+ * Vars: no system columns, no tx_order, no whole-row references.  A column
+ * of an explicit JOIN is checked as the column it stands for (join alias
+ * lists themselves name every column, tx_order included, and are skipped).
+ */
 static bool
 check_vars_walker(Node *node, void *context)
 {
-	int			events_rti = *(int *) context;
+	VarCheck   *vc = (VarCheck *) context;
 
 	if (node == NULL)
 		return false;
 	if (IsA(node, Var))
 	{
 		Var		   *v = (Var *) node;
+		RangeTblEntry *rte;
 
 		if (v->varattno < 0)
 			REJECT("it reads a system column");
-		if ((int) v->varno == events_rti && v->varlevelsup == 0)
+		if (v->varlevelsup != 0)
+			return false;
+		if ((int) v->varno == vc->events_rti)
 		{
 			if (v->varattno == 0)
 				REJECT("it reads whole rows of ledger.events; name the columns");
 			if (v->varattno == Anum_events_tx_order)
 				REJECT("it reads tx_order, which is delivery bookkeeping, not event content");
+			return false;
+		}
+		rte = rt_fetch(v->varno, vc->rtable);
+		if (rte->rtekind == RTE_JOIN)
+		{
+			if (v->varattno == 0)
+				REJECT("it reads whole rows of a join; name the columns");
+			return check_vars_walker(list_nth(rte->joinaliasvars, v->varattno - 1), context);
 		}
 		return false;
 	}
 	if (IsA(node, Query))
-		return query_tree_walker((Query *) node, check_vars_walker, context, 0);
+		return query_tree_walker((Query *) node, check_vars_walker, context,
+								 QTW_IGNORE_JOINALIASES);
 	return expression_tree_walker(node, check_vars_walker, context);
 }
 
@@ -201,6 +226,7 @@ check_query(Query *q)
 	int			rti = 0;
 	ListCell   *lc;
 	Oid			mutable_fn = InvalidOid;
+	VarCheck	vc;
 
 	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL)
 		REJECT("it is not a SELECT");
@@ -254,7 +280,9 @@ check_query(Query *q)
 	if (q->groupClause == NIL)
 		REJECT("it has no GROUP BY; the group keys become the table's primary key");
 
-	(void) query_tree_walker(q, check_vars_walker, &events_rti, 0);
+	vc.events_rti = events_rti;
+	vc.rtable = q->rtable;
+	(void) query_tree_walker(q, check_vars_walker, &vc, QTW_IGNORE_JOINALIASES);
 
 	if (contain_mutable_functions((Node *) q))
 	{
@@ -416,10 +444,11 @@ ledger_parse_projection(const char *query)
 	if (sel->valuesLists != NIL)
 		REJECT("a VALUES list");
 
+	/* on a copy: analysis rewrites a JOIN's arms, which we look at below */
 #if PG_VERSION_NUM >= 150000
-	q = parse_analyze_fixedparams(rs, query, NULL, 0, NULL);
+	q = parse_analyze_fixedparams(copyObject(rs), query, NULL, 0, NULL);
 #else
-	q = parse_analyze(rs, query, NULL, 0, NULL);
+	q = parse_analyze(copyObject(rs), query, NULL, 0, NULL);
 #endif
 	(void) check_query(q);
 
@@ -505,6 +534,24 @@ ledger_projection_source(ProjectionDef *def, const char *cond)
 }
 
 /*
+ * ledger_split_projection_name -- name read as an SQL name, [schema.]table,
+ * by the identifier rules (unquoted parts fold to lower case), into *schema
+ * (NULL when unqualified) and *table; false if it is not such a name.
+ */
+bool
+ledger_split_projection_name(const char *name, char **schema, char **table)
+{
+	List	   *parts;
+
+	if (!SplitIdentifierString(pstrdup(name), '.', &parts) ||
+		list_length(parts) < 1 || list_length(parts) > 2)
+		return false;
+	*schema = list_length(parts) == 2 ? linitial(parts) : NULL;
+	*table = llast(parts);
+	return true;
+}
+
+/*
  * ledger_projection_columns -- "q.a, q.b, ..." (quoted), qualifier optional.
  */
 char *
@@ -563,11 +610,21 @@ ledger_projection_fold_sql(ProjectionDef *def, const char *target, const char *c
 								 " ELSE t.%s OPERATOR(pg_catalog.+) EXCLUDED.%s END",
 								 c, c, c, c, c, c, c);
 				break;
+			/*
+			 * Not LEAST/GREATEST: min and max keep the later of two equal
+			 * values (numeric 1.0 and 1.00, text equal under a
+			 * nondeterministic collation), as their transition functions
+			 * do, and NULL is no value.
+			 */
 			case PROJ_MIN:
-				appendStringInfo(&buf, "%s = LEAST(t.%s, EXCLUDED.%s)", c, c, c);
+				appendStringInfo(&buf, "%s = CASE WHEN EXCLUDED.%s IS NULL"
+								 " OR t.%s OPERATOR(pg_catalog.<) EXCLUDED.%s"
+								 " THEN t.%s ELSE EXCLUDED.%s END", c, c, c, c, c, c);
 				break;
 			case PROJ_MAX:
-				appendStringInfo(&buf, "%s = GREATEST(t.%s, EXCLUDED.%s)", c, c, c);
+				appendStringInfo(&buf, "%s = CASE WHEN EXCLUDED.%s IS NULL"
+								 " OR t.%s OPERATOR(pg_catalog.>) EXCLUDED.%s"
+								 " THEN t.%s ELSE EXCLUDED.%s END", c, c, c, c, c, c);
 				break;
 			case PROJ_KEY:
 				break;

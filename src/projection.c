@@ -100,33 +100,87 @@ typedef enum RegistryRead
 } RegistryRead;
 
 /*
- * lookup_registry -- the user projection called name, as created or
- * schema-qualified; NULL if there is none.  Caller is connected to SPI.
+ * lookup_registry -- the user projection called name: as created; else
+ * read as an SQL name, [schema.]table by the identifier rules, and matched
+ * against the table (schema-qualified) or against the names as created
+ * (unqualified; two in different schemas make it ambiguous); else as the
+ * table's schema and name joined by a dot, unquoted ("public.weird name").
+ * NULL if there is none.  Caller is connected to SPI.
  */
 static RegistryRow *
 lookup_registry(const char *name, RegistryRead how)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(name)};
+	char		nulls[3] = {' ', 'n', 'n'};
+	char	   *schema = NULL;
+	char	   *table = NULL;
 	RegistryRow *r;
-	HeapTuple	tup;
+	HeapTuple	tup = NULL;
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
+	uint64		i;
 	char	   *sql = psprintf("SELECT name, mode, state, definition, target_schema, target_table,"
 							   " checkpoint_order, checkpoint_position FROM ledger.projections"
 							   " WHERE kind OPERATOR(pg_catalog.=) 'user' AND (name OPERATOR(pg_catalog.=) $1"
+							   " OR target_table OPERATOR(pg_catalog.=) $3"
+							   " AND ($2 IS NULL OR target_schema OPERATOR(pg_catalog.=) $2)"
 							   " OR target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) target_table"
 							   " OPERATOR(pg_catalog.=) $1)%s",
 							   how == REGISTRY_FOR_UPDATE ? " FOR UPDATE" : "");
 
-	if (SPI_execute_with_args(sql, 1, types, values, NULL,
+	if (ledger_split_projection_name(name, &schema, &table))
+	{
+		values[2] = CStringGetTextDatum(table);
+		nulls[2] = ' ';
+		if (schema != NULL)
+		{
+			values[1] = CStringGetTextDatum(schema);
+			nulls[1] = ' ';
+		}
+	}
+	if (SPI_execute_with_args(sql, 3, types, values, nulls,
 							  how == REGISTRY_AS_OF_STATEMENT, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ledger.projections");
-	if (SPI_processed == 0)
-		return NULL;
-	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+
+	/* as created wins; then the SQL name's table, or an unqualified name */
+	for (i = 0; i < SPI_processed && tup == NULL; i++)
+		if (strcmp(SPI_getvalue(SPI_tuptable->vals[i], desc, 1), name) == 0)
+			tup = SPI_tuptable->vals[i];
+	for (i = 0; i < SPI_processed && tup == NULL && schema != NULL; i++)
+		if (strcmp(SPI_getvalue(SPI_tuptable->vals[i], desc, 5), schema) == 0)
+			tup = SPI_tuptable->vals[i];
+	if (tup == NULL && table != NULL && schema == NULL)
+	{
+		for (i = 0; i < SPI_processed; i++)
+		{
+			char	   *created_schema;
+			char	   *created_table;
+
+			if (!ledger_split_projection_name(SPI_getvalue(SPI_tuptable->vals[i], desc, 1),
+											  &created_schema, &created_table) ||
+				created_schema != NULL)
+				continue;
+			if (tup != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_AMBIGUOUS_ALIAS),
+						 errmsg("projection name \"%s\" is ambiguous", name),
+						 errdetail("Projections \"%s\" and \"%s\" are both called that.",
+								   SPI_getvalue(tup, desc, 1),
+								   SPI_getvalue(SPI_tuptable->vals[i], desc, 1)),
+						 errhint("Name it as created, or schema-qualified.")));
+			tup = SPI_tuptable->vals[i];
+		}
+	}
+	/* last, schema and table names joined by a dot, unquoted */
+	for (i = 0; i < SPI_processed && tup == NULL; i++)
+		if (strcmp(psprintf("%s.%s", SPI_getvalue(SPI_tuptable->vals[i], desc, 5),
+							SPI_getvalue(SPI_tuptable->vals[i], desc, 6)), name) == 0)
+			tup = SPI_tuptable->vals[i];
+	if (tup == NULL)
+		return NULL;
 	r = palloc0(sizeof(RegistryRow));
 	r->name = SPI_getvalue(tup, desc, 1);
 	r->async = strcmp(SPI_getvalue(tup, desc, 2), "async") == 0;
@@ -318,12 +372,20 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 
 		ledger_become(extension_owner(), false, &as_extension);
 		taken = lookup_registry(name, REGISTRY_LATEST) != NULL ||
-			lookup_registry(psprintf("%s.%s", schema, rv->relname), REGISTRY_LATEST) != NULL;
+			lookup_registry(target, REGISTRY_LATEST) != NULL;
 		ledger_restore_user(&as_extension);
 		if (taken)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_TABLE),
 					 errmsg("projection \"%s\" already exists", name)));
+		/* the API functions would take the name for the built-in model */
+		if (ledger_builtin_lookup(name) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("projection \"%s\" already exists", name),
+					 errdetail("It names the built-in read model %s.",
+							   ledger_builtin_name(ledger_builtin_lookup(name))),
+					 errhint("Qualify the name with the schema, e.g. %s.", target)));
 	}
 
 	initStringInfo(&ddl);
@@ -394,7 +456,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		}
 		values[0] = CStringGetTextDatum(name);
 		values[1] = CStringGetTextDatum(mode);
-		values[2] = CStringGetTextDatum(query);
+		values[2] = CStringGetTextDatum(def->query);
 		values[3] = CStringGetTextDatum(def->hash);
 		values[4] = CStringGetTextDatum(schema);
 		values[5] = CStringGetTextDatum(rv->relname);
@@ -482,6 +544,9 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	spi_exec(psprintf("DELETE FROM ledger.projections WHERE name OPERATOR(pg_catalog.=) %s",
+					  quote_literal_cstr(r->name)), SPI_OK_DELETE);
+	/* its snapshots go with it: a new projection of that name starts afresh */
+	spi_exec(psprintf("DELETE FROM ledger.projection_snapshots WHERE name OPERATOR(pg_catalog.=) %s",
 					  quote_literal_cstr(r->name)), SPI_OK_DELETE);
 	ledger_projections_changed();
 	SPI_finish();
@@ -642,7 +707,7 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 	ledger_check_owner(owner, name, target);
 	ledger_become(owner, true, &save);
 	rc = SPI_execute(psprintf("SELECT pg_catalog.count(*),"
-							  " COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t)), '[]')"
+							  " COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t.*)), '[]')"
 							  " FROM %s t", target), false, 1);
 	ledger_restore_user(&save);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -871,11 +936,20 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(position);
 }
 
+static void
+auto_snapshot_job(void *name)
+{
+	if (SPI_execute(psprintf("SELECT ledger.snapshot_projection(%s)",
+							 quote_literal_cstr((char *) name)), false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not snapshot projection \"%s\"", (char *) name);
+}
+
 /*
  * ledger_auto_snapshot_inline -- snapshot every live inline projection
  * that is projection_snapshot_interval events past its last snapshot.
  * Called by catch-up (the projector); caller is connected to SPI.  Not in
  * REPEATABLE READ or SERIALIZABLE, where snapshot_projection would refuse.
+ * A snapshot that fails is a WARNING, and the others go on.
  */
 void
 ledger_auto_snapshot_inline(void)
@@ -902,9 +976,20 @@ ledger_auto_snapshot_inline(void)
 	}
 	foreach(lc, due)
 	{
-		if (SPI_execute(psprintf("SELECT ledger.snapshot_projection(%s)",
-								 quote_literal_cstr((char *) lfirst(lc))), false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not snapshot projection \"%s\"", (char *) lfirst(lc));
+		ErrorData  *edata;
+
+		/*
+		 * Not one held by someone else (a rebuild, a drop): we may hold
+		 * appends still (a hand-over's SHARE lock), and must not wait.
+		 */
+		if (spi_count(psprintf("SELECT pg_catalog.count(*) FROM (SELECT 1 FROM ledger.projections"
+							   " WHERE name OPERATOR(pg_catalog.=) %s FOR UPDATE SKIP LOCKED) l",
+							   quote_literal_cstr((char *) lfirst(lc)))) == 0)
+			continue;
+		if ((edata = ledger_in_subxact(auto_snapshot_job, lfirst(lc))) != NULL)
+			ereport(WARNING,
+					(errmsg("could not snapshot projection \"%s\": %s",
+							(char *) lfirst(lc), edata->message)));
 	}
 }
 

@@ -67,6 +67,7 @@ extern char *ledger_projection_source(ProjectionDef *def, const char *cond);
 extern char *ledger_projection_fold_sql(ProjectionDef *def, const char *target,
 										const char *cond);
 extern char *ledger_projection_columns(ProjectionDef *def, const char *qualifier);
+extern bool ledger_split_projection_name(const char *name, char **schema, char **table);
 extern int	ledger_push_fixed_search_path(void);
 
 /*
@@ -85,6 +86,9 @@ extern Oid	ledger_table_owner(const char *schema, const char *table, Oid *relidp
 extern void ledger_check_owner(Oid owner, const char *projection, const char *target);
 
 /* apply.c */
+extern ErrorData *ledger_in_subxact(void (*fn) (void *arg), void *arg);
+extern int	ledger_pin_projections(void);
+extern void ledger_unpin_projections(int pins);
 extern List *ledger_user_projections(void);
 extern ProjectionDef *ledger_projection_def(Projection *p);
 extern void ledger_projections_changed(void);

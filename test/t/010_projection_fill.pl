@@ -229,5 +229,30 @@ is(q1("SELECT state || '/' || lag_events FROM ledger.projection_status WHERE nam
 is(q1('SELECT bool_and(ledger.verify_projection(name)) FROM ledger.projection_status'),
 	't', 'every projection verifies, the built-in ones included');
 
+# A fill that fails holds up nothing else.  The query of this inline
+# projection breaks on an event at the end of the log: its batched fill
+# turns it failed, with the error, and the projector's rounds, which also
+# catch up the async projection, go on.
+q1(q{SELECT ledger.append('bad:1', 'BadNumber', '{"v": "abc"}')});
+q1(q{SELECT ledger.create_projection('fill_bad',
+	'SELECT e.type, sum((e.data->>''v'')::int) AS s FROM ledger.events e
+	  WHERE e.type = ''BadNumber'' GROUP BY 1')});
+is(q1("SELECT state FROM ledger.projection_status WHERE name = 'fill_bad'"),
+	'catching_up', 'an inline projection whose query fails on an old event starts catching_up');
+q1(q{SELECT ledger.append('after-bad:' || i, 'AfterBad', '{}') FROM generate_series(1, 100) AS i});
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'failed' FROM ledger.projection_status WHERE name = 'fill_bad'}),
+	'its fill turns it failed');
+like(q1("SELECT last_error FROM ledger.projection_status WHERE name = 'fill_bad'"),
+	qr/invalid input syntax for type integer/, 'with the error as last_error');
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'live' AND lag_events = 0 FROM ledger.projection_status WHERE name = 'fill_async'}),
+	'the async projection catches up with the later events meanwhile');
+is(q1(q{SELECT ledger.catch_up()}), '0', 'catch_up() of everything returns, with nothing left');
+is(q1(q{SELECT ledger.append('after-bad:x', 'AfterBad', '{}')}), '1',
+	'appends go on: a failed inline projection is not folded into');
+is(q1("SELECT ledger.verify_projection('fill_async') AND ledger.verify_projection('fill_inline')"),
+	't', 'the other projections still verify');
+
 $node->stop;
 done_testing();

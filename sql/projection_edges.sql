@@ -1,0 +1,140 @@
+-- Projections at their edges: how names resolve, explicit JOIN LATERAL,
+-- ties in min and max, a column named like the snapshot's row alias, and
+-- appends nested in a fold.
+\set VERBOSITY default
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
+DROP SCHEMA IF EXISTS regress_edges CASCADE;
+DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream CASCADE;
+DROP FUNCTION IF EXISTS regress_ping() CASCADE;
+CREATE EXTENSION ledger_cqrs;
+RESET client_min_messages;
+
+CREATE FUNCTION sqlstate_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+
+-- names --------------------------------------------------------------------
+
+-- a built-in model's name is taken: the functions would reach the built-in
+-- (42P07, nothing created); schema-qualified, the name is free
+SELECT sqlstate_of($$SELECT ledger.create_projection('accounts', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1')$$);
+SELECT sqlstate_of($$SELECT ledger.create_projection('Balances', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1')$$);
+SELECT to_regclass('public.accounts') IS NULL AS no_table,
+       (SELECT count(*) FROM ledger.projections WHERE kind = 'user') AS user_projections;
+CREATE SCHEMA regress_edges;
+SELECT ledger.create_projection('regress_edges.accounts', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.append('n:1', 'Named', '{}') AS version;
+SELECT * FROM regress_edges.accounts ORDER BY type;
+-- 'accounts' is still the built-in; the user's needs its schema
+SELECT ledger.verify_projection('accounts') AS builtin, ledger.verify_projection('regress_edges.accounts') AS users;
+SELECT ledger.verify_projection('"ledger"."balances"') AS quoted, ledger.verify_projection('LEDGER.Balances') AS folded;
+SELECT ledger.drop_projection('regress_edges.accounts');
+
+-- a name is read as SQL reads it: unquoted parts fold to lower case
+SELECT ledger.create_projection('Mixed', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.create_projection('"Mixed"', 'SELECT e.stream, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT name, target_schema, target_table FROM ledger.projections WHERE kind = 'user' ORDER BY name;
+SELECT ledger.verify_projection('mixed') AS mixed, ledger.verify_projection('MIXED') AS upper,
+       ledger.verify_projection('public.MIXED') AS qualified, ledger.verify_projection('public."Mixed"') AS quoted;
+-- the same unqualified name in another schema is taken (42P07)
+SET search_path = regress_edges, public;
+SELECT sqlstate_of($$SELECT ledger.create_projection('MIXED', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1')$$);
+SELECT to_regclass('regress_edges.mixed') IS NULL AS no_table;
+RESET search_path;
+-- public.Mixed is public.mixed: that one goes, "Mixed" stays
+SELECT ledger.drop_projection('public.Mixed');
+SELECT name FROM ledger.projections WHERE kind = 'user' ORDER BY name;
+SELECT to_regclass('public.mixed') IS NULL AS mixed_gone, to_regclass('public."Mixed"') IS NOT NULL AS quoted_kept;
+-- unknown, and not a name at all: 42704
+SELECT sqlstate_of($$SELECT ledger.verify_projection('public.nothing')$$), sqlstate_of($$SELECT ledger.drop_projection('a"b')$$);
+SELECT ledger.drop_projection('"Mixed"');
+
+-- explicit JOIN LATERAL ---------------------------------------------------
+
+-- the same as ", LATERAL": accepted, folded and verified
+SELECT ledger.append('basket:1', 'Picked', '{"skus": ["a", "b"]}') AS version;
+SELECT ledger.create_projection('jl_cross', $$SELECT x.sku, count(*) AS n FROM ledger.events e
+    CROSS JOIN LATERAL jsonb_array_elements_text(e.data->'skus') AS x(sku) GROUP BY 1$$);
+SELECT ledger.create_projection('jl_on', $$SELECT x.sku, count(*) AS n FROM ledger.events e
+    JOIN LATERAL jsonb_array_elements_text(e.data->'skus') AS x(sku) ON true GROUP BY 1$$, 'async');
+SELECT ledger.append('basket:2', 'Picked', '{"skus": ["b", "c"]}') AS version;
+SELECT ledger.catch_up('jl_on') AS applied;
+SELECT c.sku, c.n, o.n AS n_async FROM jl_cross c FULL JOIN jl_on o USING (sku) ORDER BY 1;
+SELECT ledger.verify_projection('jl_cross') AS cross_ok, ledger.verify_projection('jl_on') AS on_ok;
+-- a join's columns are checked as the columns they stand for (0A000)
+SELECT sqlstate_of($$SELECT ledger.create_projection('jl_bad', 'SELECT j.tx_order, count(*) AS n
+    FROM (ledger.events e CROSS JOIN LATERAL jsonb_array_elements(e.data) x) j GROUP BY 1')$$);
+SELECT sqlstate_of($$SELECT ledger.create_projection('jl_bad', 'SELECT j::text AS r, count(*) AS n
+    FROM (ledger.events e CROSS JOIN LATERAL jsonb_array_elements(e.data) x) j GROUP BY 1')$$);
+SELECT to_regclass('jl_bad') IS NULL AS no_table;
+SELECT ledger.drop_projection('jl_cross'), ledger.drop_projection('jl_on');
+
+-- min and max keep the later of equal values, as the aggregates do --------
+
+SELECT ledger.create_projection('ties', $$SELECT e.stream, min((e.data->>'v')::numeric) AS lo,
+    max((e.data->>'v')::numeric) AS hi FROM ledger.events e WHERE e.stream = 'tie:1' GROUP BY 1$$);
+SELECT ledger.append('tie:1', 'V', jsonb_build_object('v', v::numeric))
+  FROM unnest(ARRAY['5', '1.0', '1.00', '5.000']) v \g /dev/null
+SELECT t.lo::text AS lo, t.hi::text AS hi,
+       q.lo::text AS query_lo, q.hi::text AS query_hi
+  FROM ties t,
+       (SELECT min((e.data->>'v')::numeric) AS lo, max((e.data->>'v')::numeric) AS hi
+          FROM ledger.events e WHERE e.stream = 'tie:1') q;
+SELECT ledger.drop_projection('ties');
+
+-- a column named t, like the snapshot's row alias --------------------------
+
+-- the snapshot holds whole rows, and the rebuild from it restores them
+SELECT ledger.append('sx:1', 'E', '{"t": "x", "n": 999}') AS version;
+SELECT ledger.create_projection('snap_t', $$SELECT e.data AS t, count(*) AS n
+    FROM ledger.events e WHERE e.stream LIKE 'sx:%' GROUP BY 1$$);
+SELECT ledger.snapshot_projection('snap_t') > 0 AS snapshotted;
+SELECT jsonb_typeof(rows->0) AS row_kind, rows->0 ? 't' AND rows->0 ? 'n' AS whole_row
+  FROM ledger.projection_snapshots WHERE name = 'snap_t';
+SELECT ledger.append('sx:2', 'E', '{}') AS version;
+SELECT ledger.rebuild_projection('snap_t') AS replayed;
+SELECT * FROM snap_t ORDER BY n;
+SELECT ledger.verify_projection('snap_t') AS verified;
+SELECT ledger.drop_projection('snap_t');
+-- its snapshots went with it
+SELECT count(*) AS snapshots_left FROM ledger.projection_snapshots WHERE name = 'snap_t';
+
+-- the stored definition is the statement, without its ; or a comment after
+SELECT ledger.create_projection('cut', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1 ; -- trailing');
+SELECT definition FROM ledger.projections WHERE name = 'cut';
+SELECT ledger.drop_projection('cut');
+
+-- an append nested in a fold ------------------------------------------------
+
+-- A trigger on an inline projection's table appends, after a GRANT that
+-- invalidates the cached projections: the nested append folds with the
+-- list as the outer one found it, which stays in place until the outer
+-- walk is done.  The same during catch-up of an async projection.
+SELECT ledger.create_projection('by_type', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.create_projection('by_stream', 'SELECT e.stream, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.create_projection('async_types', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1', 'async');
+CREATE FUNCTION regress_ping() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF new.type = 'Ping' THEN
+        EXECUTE format('GRANT SELECT ON %s TO PUBLIC', TG_RELID::regclass);
+        EXECUTE 'GRANT SELECT ON public.by_stream TO PUBLIC';
+        PERFORM ledger.append('nested:' || TG_TABLE_NAME, 'Pong', '{}');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ping AFTER INSERT OR UPDATE ON by_type FOR EACH ROW EXECUTE FUNCTION regress_ping();
+SELECT ledger.append('outer', 'Ping', '{}') AS version;
+SELECT ledger.append('outer', 'Ping', '{}') AS version;
+SELECT * FROM by_type WHERE type IN ('Ping', 'Pong') ORDER BY type;
+SELECT stream, n FROM by_stream WHERE stream IN ('outer', 'nested:by_type') ORDER BY stream;
+CREATE TRIGGER ping AFTER INSERT OR UPDATE ON async_types FOR EACH ROW EXECUTE FUNCTION regress_ping();
+SELECT ledger.catch_up('async_types') > 0 AS caught_up;
+SELECT ledger.catch_up('async_types') AS nested_ones;
+SELECT (SELECT count(*) FROM ledger.events WHERE stream = 'nested:async_types') AS nested_appends;
+SELECT name, ledger.verify_projection(name) FROM ledger.projection_status ORDER BY name;
