@@ -106,17 +106,22 @@ SELECT count(*) AS differences FROM (
     UNION ALL
     (SELECT * FROM from_snapshot EXCEPT ALL SELECT * FROM per_account)) d;
 
--- a changed definition ignores the old snapshots: re-created under the same
--- name with another query, its rebuild starts from scratch
-SELECT ledger.snapshot_projection('per_account') > 0 AS snapshot_of_old_definition;
+-- a snapshot whose stamp is not the definition's hash (the analyzed query
+-- deparses differently, after a function it calls was replaced, say) is
+-- ignored: the rebuild starts from scratch
+SELECT ledger.snapshot_projection('per_account') > 0 AS snapshotted;
+UPDATE ledger.projection_snapshots SET definition_hash = md5('another definition')
+ WHERE name = 'per_account';
+SELECT ledger.rebuild_projection('per_account') = (SELECT count(*) FROM ledger.events) AS replayed_everything;
+SELECT ledger.verify_projection('per_account');
+-- dropped, its snapshots go; re-created under the same name with another
+-- query, it starts from scratch
 SELECT ledger.drop_projection('per_account');
+SELECT count(*) AS snapshots_left FROM ledger.projection_snapshots WHERE name = 'per_account';
 SELECT ledger.create_projection('per_account', $$
     SELECT l->>'account' AS account, l->>'currency' AS currency, count(*) AS legs
       FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') l
      WHERE e.type = 'TransferPosted' GROUP BY 1, 2 $$);
-SELECT count(*) > 0 AS old_snapshots_kept,
-       bool_and(definition_hash <> (SELECT definition_hash FROM ledger.projections WHERE name = 'per_account')) AS none_match
-  FROM ledger.projection_snapshots;
 SELECT ledger.rebuild_projection('per_account') = (SELECT count(*) FROM ledger.events) AS replayed_everything;
 SELECT ledger.verify_projection('per_account');
 
