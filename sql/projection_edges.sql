@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias CASCADE;
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
@@ -140,3 +140,11 @@ SELECT ledger.catch_up('async_types') AS applied;
 SELECT ledger.catch_up('async_types') AS nested_ones;
 SELECT (SELECT count(*) FROM ledger.events WHERE stream = 'nested:async_types') AS nested_appends;
 SELECT name, ledger.verify_projection(name) FROM ledger.projection_status ORDER BY name;
+
+-- without an alias, columns are named by the table alone; through the
+-- schema they are refused (0A000), since batches stand in for the table
+SELECT ledger.create_projection('no_alias', 'SELECT events.type, count(*) AS n FROM ledger.events GROUP BY 1');
+SELECT ledger.verify_projection('no_alias') AS verified;
+SELECT ledger.drop_projection('no_alias');
+SELECT sqlstate_of($$SELECT ledger.create_projection('no_alias', 'SELECT ledger.events.type, count(*) AS n FROM ledger.events GROUP BY 1')$$);
+SELECT to_regclass('no_alias') IS NULL AS no_table;

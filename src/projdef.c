@@ -308,6 +308,28 @@ check_query(Query *q)
 }
 
 /*
+ * names_events_by_schema -- a column reference through the schema,
+ * ledger.events.col: the batches put in ledger.events' place are subqueries,
+ * which only an alias can name.
+ */
+static bool
+names_events_by_schema(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, ColumnRef))
+	{
+		List	   *f = ((ColumnRef *) node)->fields;
+		int			n = list_length(f);
+
+		return n >= 3 &&
+			IsA(list_nth(f, n - 3), String) && strcmp(strVal(list_nth(f, n - 3)), "ledger") == 0 &&
+			IsA(list_nth(f, n - 2), String) && strcmp(strVal(list_nth(f, n - 2)), "events") == 0;
+	}
+	return raw_expression_tree_walker(node, names_events_by_schema, context);
+}
+
+/*
  * find_events_rangevar -- the RangeVar of ledger.events in a FROM list.
  */
 static RangeVar *
@@ -507,6 +529,8 @@ ledger_parse_projection(const char *query)
 	def->prefix = pnstrdup(query, rv->location);
 	def->suffix = pstrdup(query + end);
 	def->need_alias = (rv->alias == NULL);
+	if (def->need_alias && names_events_by_schema((Node *) sel, NULL))
+		REJECT("a column named through the schema, as ledger.events.type; give the table an alias: FROM ledger.events e ... e.type");
 
 	/* the hash that stamps snapshots: of the normalized query */
 #if PG_VERSION_NUM >= 150000

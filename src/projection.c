@@ -29,6 +29,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/inval.h"
 #include "utils/acl.h"
 #include "utils/regproc.h"
 #include "utils/builtins.h"
@@ -338,6 +340,21 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 	nest = ledger_push_fixed_search_path();
 	def = ledger_parse_projection(query);
 	AtEOXact_GUC(true, nest);
+
+	/*
+	 * One creator at a time, to commit: the checks below that the name and
+	 * the table are free then see what an earlier creator committed (a
+	 * fresh catalog snapshot included), and a second creator of a name
+	 * gets 42P07, not a unique violation.
+	 */
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, LEDGER_LOCK_REGISTRY);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		AcceptInvalidationMessages();
+		InvalidateCatalogSnapshot();
+	}
 
 	/* the table: in the caller's search_path, with the caller's rights */
 #if PG_VERSION_NUM >= 160000
