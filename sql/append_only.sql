@@ -115,6 +115,19 @@ ALTER TABLE ledger.events ALTER COLUMN data TYPE jsonb USING '{}'::jsonb;
 \echo :LAST_ERROR_SQLSTATE
 ALTER TABLE ledger.events DROP COLUMN metadata;
 \echo :LAST_ERROR_SQLSTATE
+-- nor may the columns of the extension's other tables change: its C code
+-- writes their rows column by column (42501)
+ALTER TABLE ledger.events ADD COLUMN note text;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.balances ADD COLUMN note text DEFAULT 'x';
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.account_entries DROP COLUMN side;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.accounts ALTER COLUMN metadata TYPE json;
+\echo :LAST_ERROR_SQLSTATE
+SELECT c.relname, count(*) AS columns FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE c.relnamespace = 'ledger'::regnamespace AND c.relname IN ('events', 'balances', 'account_entries', 'accounts')
+   AND a.attnum > 0 AND NOT a.attisdropped GROUP BY 1 ORDER BY 1;
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
 SELECT attstattarget FROM pg_attribute WHERE attrelid = 'ledger.events'::regclass AND attname = 'data';
@@ -202,3 +215,21 @@ REVOKE ALL ON FUNCTION ledger.append(text, text, jsonb, bigint, jsonb),
                        ledger.read_all(bigint, integer) FROM regress_ledger_app;
 DROP ROLE regress_ledger_app;
 DROP ROLE regress_ledger_nobody;
+
+-- With the guard switched off, a column added by hand makes the writes
+-- fail cleanly (55000), with nothing appended, instead of forming rows
+-- past the C code's arrays.
+ALTER EVENT TRIGGER ledger_guard_triggers DISABLE;
+ALTER TABLE ledger.balances ADD COLUMN note text DEFAULT 'x';
+SELECT ledger.open_account('shape_a'), ledger.open_account('shape_b');
+SELECT count(*) AS events_before FROM ledger.events \gset
+SELECT ledger.transfer('shape-1', 'shape_a', 'shape_b', 1, 'USD');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) - :events_before AS appended_since FROM ledger.events;
+-- a retyped column likewise
+ALTER TABLE ledger.balances DROP COLUMN note;
+ALTER TABLE ledger.currencies ALTER COLUMN scale TYPE bigint;
+SELECT ledger.register_currency('SHP', 2);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) - :events_before AS appended_since FROM ledger.events;
+ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;

@@ -20,6 +20,7 @@
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/fmgroids.h"
@@ -214,6 +215,39 @@ index_cache_lookup(Relation heap)
 	list_free(indexoids);
 	index_cache_used++;
 	return e;
+}
+
+/*
+ * ledger_form_row -- a tuple for rel from values/nulls, natts of them, after
+ * checking that rel still has exactly those columns, of types: the callers
+ * fill fixed-size arrays, and a column added, dropped or retyped by hand
+ * (the DDL guard switched off) must fail cleanly, not read past them or
+ * store a datum as another type.
+ */
+HeapTuple
+ledger_form_row(Relation rel, const Oid *types, int natts, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < Max(desc->natts, natts); i++)
+	{
+		Form_pg_attribute att = i < desc->natts ? TupleDescAttr(desc, i) : NULL;
+
+		if (att == NULL || i >= natts || att->attisdropped || att->atttypid != types[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("ledger.%s does not have the columns ledger_cqrs writes",
+							RelationGetRelationName(rel)),
+					 i >= natts ?
+					 errdetail("It has a column %d, of type %s; the extension writes %d.",
+							   i + 1, format_type_be(att->atttypid), natts) :
+					 errdetail("Column %d is %s; expected %s.", i + 1,
+							   att == NULL ? "missing" : att->attisdropped ? "dropped" :
+							   format_type_be(att->atttypid), format_type_be(types[i])),
+					 errhint("The extension's tables must keep the columns its install script made.")));
+	}
+	return heap_form_tuple(desc, values, nulls);
 }
 
 /*

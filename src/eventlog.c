@@ -39,6 +39,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
@@ -59,6 +60,10 @@
 #include "projection.h"
 
 PG_FUNCTION_INFO_V1(ledger_append);
+
+static const Oid events_types[Natts_events] = {
+	INT8OID, TEXTOID, INT8OID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, XID8OID
+};
 PG_FUNCTION_INFO_V1(ledger_append_events);
 
 /*
@@ -228,10 +233,6 @@ ledger_append_at_head(Relation rel, text *stream, LedgerStreamHead head,
 	int64	   *positions = palloc(sizeof(int64) * nevents);
 	int			i;
 
-	if (RelationGetDescr(rel)->natts != Natts_events)
-		elog(ERROR, "ledger.events has %d columns, expected %d",
-			 RelationGetDescr(rel)->natts, Natts_events);
-
 	tx_order = ledger_next_tx_order(head);
 	now = GetCurrentTimestamp();
 
@@ -250,7 +251,7 @@ ledger_append_at_head(Relation rel, text *stream, LedgerStreamHead head,
 		values[Anum_events_data - 1] = JsonbPGetDatum(events[i].data);
 		values[Anum_events_metadata - 1] = JsonbPGetDatum(events[i].metadata);
 
-		tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+		tuple = ledger_form_row(rel, events_types, Natts_events, values, nulls);
 		ledger_insert_tuple(rel, tuple);
 		heap_freetuple(tuple);
 		positions[i] = position;

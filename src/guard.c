@@ -270,8 +270,10 @@ refuse_trigger_change(Oid relid, const char *trigger, const char *what)
  * ledger.guard_triggers() -- event trigger on ddl_command_start for ALTER
  * TABLE and DROP TRIGGER, ENABLE ALWAYS.  The triggers that keep the log
  * append-only and the read models and projection tables read-only must not
- * be switched off, made to skip replica sessions, or dropped; and the log's
- * columns must not be rewritten (ALTER COLUMN TYPE ... USING, DROP COLUMN).
+ * be switched off, made to skip replica sessions, or dropped; and the
+ * columns of the extension's tables must not be added, dropped or retyped
+ * (the C code writes their rows column by column, and the log's events
+ * must not be rewritten).
  * This holds for the superuser too, who can still take the guard itself
  * away (ALTER EVENT TRIGGER ... DISABLE): it stops mistakes and casual
  * tampering, not a determined superuser.  Extension scripts pass.  Commands
@@ -316,14 +318,22 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 				case AT_DisableTrigUser:
 					trigger = guard_trigger(relid, NULL, extension);
 					break;
+				case AT_AddColumn:
 				case AT_AlterColumnType:
 				case AT_DropColumn:
-					if (relid == ledger_catalog()->events)
+					if (relid == ledger_catalog()->events && cmd->subtype != AT_AddColumn)
 						ereport(ERROR,
 								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 								 errmsg("ledger.events is append-only: %s is not allowed",
 										cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE"),
 								 errdetail("It would rewrite appended events.")));
+					if (getExtensionOfObject(RelationRelationId, relid) == extension)
+						ereport(ERROR,
+								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+								 errmsg("%s belongs to ledger_cqrs: %s is not allowed", relation_name(relid),
+										cmd->subtype == AT_AddColumn ? "ADD COLUMN" :
+										cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE"),
+								 errdetail("The extension writes its rows column by column, as its install script made them.")));
 					break;
 				default:
 					break;

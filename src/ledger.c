@@ -43,6 +43,13 @@ PG_FUNCTION_INFO_V1(ledger_post_entry);
 #define Natts_accounts		6
 #define Natts_currencies	4
 
+static const Oid accounts_types[Natts_accounts] = {
+	TEXTOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID
+};
+static const Oid currencies_types[Natts_currencies] = {
+	TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID
+};
+
 static void
 null_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 {
@@ -207,7 +214,7 @@ ledger_register_currency(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(scale);
 	values[2] = TimestampTzGetDatum(appended.recorded_at);
 	values[3] = Int64GetDatum(appended.position);
-	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	tup = ledger_form_row(rel, currencies_types, Natts_currencies, values, nulls);
 	ledger_insert_tuple(rel, tup);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
@@ -312,7 +319,7 @@ ledger_open_account(PG_FUNCTION_ARGS)
 	values[3] = TimestampTzGetDatum(appended.recorded_at);
 	nulls[4] = true;
 	values[5] = JsonbPGetDatum(metadata);
-	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	tup = ledger_form_row(rel, accounts_types, Natts_accounts, values, nulls);
 	ledger_insert_tuple(rel, tup);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
@@ -438,7 +445,7 @@ ledger_close_account(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum("closed");
 	values[4] = TimestampTzGetDatum(appended.recorded_at);
 	nulls[4] = false;
-	tup = heap_form_tuple(RelationGetDescr(accounts), values, nulls);
+	tup = ledger_form_row(accounts, accounts_types, Natts_accounts, values, nulls);
 	(void) ledger_update_tuple(accounts, &slot->tts_tid, tup);
 
 	ExecDropSingleTupleTableSlot(slot);

@@ -73,6 +73,8 @@ typedef struct LedgerCatalog
 /* catalog.c */
 extern const LedgerCatalog *ledger_catalog(void);
 extern void ledger_catalog_init(void);
+extern HeapTuple ledger_form_row(Relation rel, const Oid *types, int natts,
+								 Datum *values, bool *nulls);
 extern void ledger_insert_tuple(Relation rel, HeapTuple tuple);
 extern bool ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple);
 extern bool ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys,

@@ -74,6 +74,16 @@
 #define Natts_entries			8
 #define Natts_snapshots			8
 
+static const Oid balances_types[Natts_balances] = {
+	TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, NUMERICOID, INT8OID, INT8OID
+};
+static const Oid entries_types[Natts_entries] = {
+	TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, TIMESTAMPTZOID
+};
+static const Oid snapshots_types[Natts_snapshots] = {
+	TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID, NUMERICOID, NUMERICOID, NUMERICOID
+};
+
 /* Columns of ledger.accounts and ledger.currencies we read. */
 #define Anum_accounts_flags		2
 #define Anum_accounts_status	3
@@ -160,7 +170,12 @@ forget_own_rows(void)
 static void
 posting_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	/*
+	 * After PREPARE TRANSACTION our rows belong to the prepared transaction,
+	 * whose ROLLBACK PREPARED fires no abort here: forget them then too.
+	 */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 		forget_own_rows();
 }
 
@@ -898,7 +913,7 @@ write_models(Relation balances, Relation entries, PostSlot *slots, int n,
 		bv[4] = NumericGetDatum(balance);
 		bv[5] = Int64GetDatum(s->postings + 1);
 		bv[6] = Int64GetDatum(position);
-		tup = heap_form_tuple(RelationGetDescr(balances), bv, bn);
+		tup = ledger_form_row(balances, balances_types, Natts_balances, bv, bn);
 		/* a new row, or a new index entry for it: its hint moves along */
 		if (!s->exists)
 			ledger_insert_tuple(balances, tup);
@@ -916,7 +931,7 @@ write_models(Relation balances, Relation entries, PostSlot *slots, int n,
 		ev[5] = NumericGetDatum(s->leg->amount);
 		ev[6] = NumericGetDatum(balance);
 		ev[7] = TimestampTzGetDatum(recorded_at);
-		tup = heap_form_tuple(RelationGetDescr(entries), ev, en);
+		tup = ledger_form_row(entries, entries_types, Natts_entries, ev, en);
 		ledger_insert_tuple(entries, tup);
 		heap_freetuple(tup);
 
@@ -936,7 +951,7 @@ write_models(Relation balances, Relation entries, PostSlot *slots, int n,
 			sv[5] = NumericGetDatum(s->new_debits);
 			sv[6] = NumericGetDatum(s->new_credits);
 			sv[7] = NumericGetDatum(balance);
-			tup = heap_form_tuple(RelationGetDescr(snapshots), sv, sn);
+			tup = ledger_form_row(snapshots, snapshots_types, Natts_snapshots, sv, sn);
 			ledger_insert_tuple(snapshots, tup);
 			heap_freetuple(tup);
 		}

@@ -16,6 +16,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
@@ -39,6 +40,10 @@ PG_FUNCTION_INFO_V1(ledger_save_snapshot);
 #define Anum_stream_snapshots_state		3
 #define Anum_stream_snapshots_taken_at	4
 #define Natts_stream_snapshots			4
+
+static const Oid stream_snapshots_types[Natts_stream_snapshots] = {
+	TEXTOID, INT8OID, JSONBOID, TIMESTAMPTZOID
+};
 
 /*
  * ledger.save_snapshot(stream, version, state) -> void
@@ -152,10 +157,8 @@ ledger_save_snapshot(PG_FUNCTION_ARGS)
 		values[Anum_stream_snapshots_state - 1] = JsonbPGetDatum(state);
 		values[Anum_stream_snapshots_taken_at - 1] =
 			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-		if (RelationGetDescr(snapshots)->natts != Natts_stream_snapshots)
-			elog(ERROR, "ledger.stream_snapshots has %d columns, expected %d",
-				 RelationGetDescr(snapshots)->natts, Natts_stream_snapshots);
-		tup = heap_form_tuple(RelationGetDescr(snapshots), values, nulls);
+		tup = ledger_form_row(snapshots, stream_snapshots_types, Natts_stream_snapshots,
+							  values, nulls);
 		ledger_insert_tuple(snapshots, tup);
 		heap_freetuple(tup);
 	}
