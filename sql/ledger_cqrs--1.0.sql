@@ -558,6 +558,10 @@ CREATE TABLE ledger.projection_snapshots (
     taken_at            timestamptz NOT NULL DEFAULT pg_catalog.now(),
     row_count           bigint      NOT NULL,
     rows                jsonb       NOT NULL,
+    -- true: the rows are exactly the events at positions <= checkpoint_position
+    -- (an inline projection's, taken with appends held still); false: exactly
+    -- those at or before the cursor (checkpoint_order, checkpoint_position)
+    position_cut        boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (name, checkpoint_order, checkpoint_position)
 );
 REVOKE ALL ON ledger.projection_snapshots FROM PUBLIC;

@@ -343,7 +343,8 @@ ledger_apply_inline(int64 *positions, int n)
 /*
  * ledger_fold_range -- fold into target the events after the cursor
  * (from_order, from_position) and up to (to_order, to_position), or all
- * of them after it if unbounded.  The caller is connected to SPI.  The
+ * of them after it if unbounded; of those, only the ones at a position
+ * above above_position (0: all).  The caller is connected to SPI.  The
  * query is analyzed and run in the fixed environment of
  * ledger_push_fixed_search_path, whoever calls (catch-up, a fill, a
  * rebuild), so its literals mean what they mean to the inline fold.
@@ -353,10 +354,11 @@ int64
 ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 				  FullTransactionId from_order, int64 from_position,
 				  FullTransactionId to_order, int64 to_position,
-				  bool unbounded)
+				  bool unbounded, int64 above_position)
 {
-	Oid			types[4] = {XID8OID, INT8OID, XID8OID, INT8OID};
-	Datum		values[4];
+	Oid			types[5] = {XID8OID, INT8OID, XID8OID, INT8OID, INT8OID};
+	Datum		values[5];
+	int			nargs = unbounded ? 2 : 4;
 	SPIPlanPtr	plan;
 	LedgerUserSwitch save;
 	volatile int rc = 0;
@@ -366,12 +368,18 @@ ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 	values[1] = Int64GetDatum(from_position);
 	values[2] = FullTransactionIdGetDatum(to_order);
 	values[3] = Int64GetDatum(to_position);
+	/* the floor goes last: after $2, or after $4 */
+	types[nargs] = INT8OID;
+	values[nargs] = Int64GetDatum(above_position);
+	nargs++;
 
 	/* prepared, so that it can only ever be one statement */
 	nest = ledger_push_fixed_search_path();
 	plan = SPI_prepare(ledger_projection_fold_sql(def, target,
-												  unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE),
-					   unbounded ? 2 : 4, types);
+												  psprintf("%s AND position OPERATOR(pg_catalog.>) $%d::pg_catalog.int8",
+														   unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE,
+														   nargs)),
+					   nargs, types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the fold into %s: %s", target,
 			 SPI_result_code_string(SPI_result));

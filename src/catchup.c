@@ -132,7 +132,7 @@ snapshot_job(void *arg)
 
 	(void) ledger_take_projection_snapshot(job->p->name, ledger_projection_def(job->p),
 										   job->p->target, job->p->owner, job->end->order,
-										   job->end->position, job->applied);
+										   job->end->position, job->applied, false);
 }
 
 /*
@@ -193,7 +193,7 @@ fold_job(void *arg)
 	ledger_check_owner(job->p->owner, job->p->name, job->p->target);
 	ledger_fold_range(ledger_projection_def(job->p), job->p->target, job->p->owner,
 					  job->from_order, job->from_position,
-					  job->end->order, job->end->position, job->unbounded);
+					  job->end->order, job->end->position, job->unbounded, 0);
 }
 
 /*

@@ -294,7 +294,7 @@ set_cursor(const char *name, FullTransactionId order, int64 position, int64 appl
 }
 
 static int64 events_between(FullTransactionId from_order, int64 from_position,
-							FullTransactionId to_order, int64 to_position);
+							 FullTransactionId to_order, int64 to_position, int64 above);
 
 /*
  * ledger.create_projection(name, query, mode) -> void
@@ -502,15 +502,15 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		{
 			lock_log_head("create_projection");
 			last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
-			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, true);
+			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, true, 0);
 		}
 		else
 		{
 			last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
-			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, false);
+			ledger_fold_range(def, target, save_uid, FullTransactionIdFromU64(0), 0, order, position, false, 0);
 		}
 		set_cursor(name, order, position,
-				   events_between(FullTransactionIdFromU64(0), 0, order, position),
+				   events_between(FullTransactionIdFromU64(0), 0, order, position, 0),
 				   "live", true);
 	}
 	else
@@ -707,10 +707,11 @@ verify_user(RegistryRow *r)
  */
 int64
 ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char *target,
-								Oid owner, FullTransactionId order, int64 position, int64 applied)
+								Oid owner, FullTransactionId order, int64 position, int64 applied,
+								bool position_cut)
 {
-	Oid			types[7] = {TEXTOID, TEXTOID, XID8OID, INT8OID, INT8OID, INT8OID, JSONBOID};
-	Datum		values[7];
+	Oid			types[8] = {TEXTOID, TEXTOID, XID8OID, INT8OID, INT8OID, INT8OID, JSONBOID, BOOLOID};
+	Datum		values[8];
 	LedgerUserSwitch save;
 	int			rc;
 	bool		isnull;
@@ -737,10 +738,12 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 	values[2] = FullTransactionIdGetDatum(order);
 	values[3] = Int64GetDatum(position);
 	values[4] = Int64GetDatum(applied);
+	values[7] = BoolGetDatum(position_cut);
 	if (SPI_execute_with_args("INSERT INTO ledger.projection_snapshots (name, definition_hash,"
-							  " checkpoint_order, checkpoint_position, events_applied, row_count, rows)"
-							  " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-							  7, types, values, NULL, false, 0) != SPI_OK_INSERT)
+							  " checkpoint_order, checkpoint_position, events_applied, row_count, rows,"
+							  " position_cut)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+							  8, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not snapshot projection \"%s\"", name);
 	if (SPI_execute_with_args(psprintf("DELETE FROM ledger.projection_snapshots s"
 									   " WHERE s.name OPERATOR(pg_catalog.=) $1"
@@ -756,28 +759,37 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 
 /*
  * latest_snapshot -- the newest snapshot of name whose definition hash
- * matches; false if none.  Loads its rows into table into.
+ * matches; false if none.  Loads its rows into table into.  *position_cut:
+ * it holds exactly the events at or below *position (an inline
+ * projection's, taken with appends held still); else exactly those at or
+ * before the cursor (*order, *position).  Only an inline projection
+ * (cuts_ok) may start from a cut: an async one goes on from its cursor.
  */
 static bool
 latest_snapshot(const char *name, ProjectionDef *def, const char *target, Oid owner,
-				const char *into, FullTransactionId *order, int64 *position, int64 *applied)
+				const char *into, bool cuts_ok, FullTransactionId *order, int64 *position,
+				int64 *applied, bool *position_cut)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[3] = {TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[3];
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(def->hash);
-	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position, events_applied, rows FROM ledger.projection_snapshots"
+	values[2] = BoolGetDatum(cuts_ok);
+	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position, events_applied, rows, position_cut"
+							  " FROM ledger.projection_snapshots"
 							  " WHERE name OPERATOR(pg_catalog.=) $1 AND definition_hash OPERATOR(pg_catalog.=) $2"
+							  " AND (NOT position_cut OR $3)"
 							  " ORDER BY checkpoint_order DESC, checkpoint_position DESC LIMIT 1",
-							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+							  3, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ledger.projection_snapshots");
 	if (SPI_processed == 0)
 		return false;
 	*order = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	*applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	*position_cut = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 
 	{
 		Datum		rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
@@ -810,15 +822,18 @@ cursor_cmp(FullTransactionId ao, int64 ap, FullTransactionId bo, int64 bp)
 	return (ap > bp) - (ap < bp);
 }
 
+/* the events after one cursor and up to another, at positions above above */
 static int64
 events_between(FullTransactionId from_order, int64 from_position,
-			   FullTransactionId to_order, int64 to_position)
+			   FullTransactionId to_order, int64 to_position, int64 above)
 {
 	return spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
 							  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.>) ROW('%llu'::pg_catalog.xid8, %lld)"
-							  " AND ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
+							  " AND ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)"
+							  " AND position OPERATOR(pg_catalog.>) %lld",
 							  (unsigned long long) U64FromFullTransactionId(from_order), (long long) from_position,
-							  (unsigned long long) U64FromFullTransactionId(to_order), (long long) to_position));
+							  (unsigned long long) U64FromFullTransactionId(to_order), (long long) to_position,
+							  (long long) above));
 }
 
 /*
@@ -838,6 +853,8 @@ rebuild_user(RegistryRow *r)
 	FullTransactionId order;
 	int64		position;
 	int64		replayed;
+	bool		cut = false;
+	int64		above;
 	LedgerUserSwitch save;
 
 	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
@@ -853,14 +870,28 @@ rebuild_user(RegistryRow *r)
 		ledger_restore_user(&save);
 	}
 
-	/* start from the newest snapshot of this very definition, if any */
-	(void) latest_snapshot(r->name, def, r->target, r->owner, shadow, &start_order,
-						   &start_position, &start_applied);
+	/*
+	 * Start from the newest snapshot of this very definition, if any.  A
+	 * cursor snapshot holds the events up to its cursor, and the replay
+	 * goes on after it.  A cut (an inline projection's) holds the events
+	 * up to a position, and the replay takes every later position, in the
+	 * log's order: one appended after the cut may sort before it there,
+	 * having got its transaction id earlier.
+	 */
+	(void) latest_snapshot(r->name, def, r->target, r->owner, shadow, !r->async, &start_order,
+						   &start_position, &start_applied, &cut);
+	above = cut ? start_position : 0;
+	if (cut)
+	{
+		start_order = FullTransactionIdFromU64(0);
+		start_position = 0;
+	}
 
 	/* the bulk, below the horizon, without blocking anyone */
 	last_event_below(ledger_log_horizon(GetTransactionSnapshot()), &order, &position);
 	if (cursor_cmp(order, position, start_order, start_position) > 0)
-		ledger_fold_range(def, shadow, r->owner, start_order, start_position, order, position, false);
+		ledger_fold_range(def, shadow, r->owner, start_order, start_position, order, position,
+						  false, above);
 	else
 	{
 		order = start_order;
@@ -877,12 +908,13 @@ rebuild_user(RegistryRow *r)
 		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &last_order, &last_position);
 		if (cursor_cmp(last_order, last_position, order, position) > 0)
 		{
-			ledger_fold_range(def, shadow, r->owner, order, position, last_order, last_position, true);
+			ledger_fold_range(def, shadow, r->owner, order, position, last_order, last_position,
+							  true, above);
 			order = last_order;
 			position = last_position;
 		}
 	}
-	replayed = events_between(start_order, start_position, order, position);
+	replayed = events_between(start_order, start_position, order, position, above);
 
 	/* as the table's owner: its triggers must not run with our rights */
 	ledger_maintenance_depth++;
@@ -919,6 +951,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 	int64		position;
 	int64		applied;
 	int			nest;
+	bool		cut;
 
 	if (ledger_builtin_lookup(name) != NULL)
 		ereport(ERROR,
@@ -933,7 +966,8 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" does not exist", name)));
 	def = ledger_parse_projection(r->definition);
-	if (!r->async && strcmp(r->state, "live") == 0)
+	cut = !r->async && strcmp(r->state, "live") == 0;
+	if (cut)
 	{
 		/* an inline projection is at the head of the log: hold it still */
 		lock_log_head("snapshot_projection");
@@ -947,7 +981,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 	applied = spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
 								 " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
 								 (unsigned long long) U64FromFullTransactionId(order), (long long) position));
-	(void) ledger_take_projection_snapshot(r->name, def, r->target, r->owner, order, position, applied);
+	(void) ledger_take_projection_snapshot(r->name, def, r->target, r->owner, order, position, applied, cut);
 	SPI_finish();
 	AtEOXact_GUC(true, nest);
 	PG_RETURN_INT64(position);

@@ -96,7 +96,7 @@ extern void ledger_apply_inline(int64 *positions, int n);
 extern int64 ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 							   FullTransactionId from_order, int64 from_position,
 							   FullTransactionId to_order, int64 to_position,
-							   bool unbounded);
+							   bool unbounded, int64 above_position);
 extern void ledger_apply_init(void);
 
 /* projection.c */
@@ -104,7 +104,8 @@ extern int	ledger_projection_snapshot_interval;
 extern int64 ledger_take_projection_snapshot(const char *name, ProjectionDef *def,
 											 const char *target, Oid owner,
 											 FullTransactionId order,
-											 int64 position, int64 applied);
+											 int64 position, int64 applied,
+											 bool position_cut);
 extern void ledger_auto_snapshot_inline(void);
 
 /* catchup.c */
