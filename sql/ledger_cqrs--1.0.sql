@@ -386,9 +386,10 @@ DECLARE
     deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
     st pg_catalog.text;
     lag pg_catalog.int8;
+    applied pg_catalog.int8;
 BEGIN
     LOOP
-        PERFORM ledger.catch_up(name);
+        applied := ledger.catch_up(name);
         SELECT s.state, s.lag_events INTO st, lag
           FROM ledger.projection_status s
          WHERE s.name OPERATOR(pg_catalog.=) wait_for_projection.name
@@ -404,6 +405,14 @@ BEGIN
                 MESSAGE = pg_catalog.format('projection "%s" did not catch up within %s', name, timeout);
         END IF;
         COMMIT;
+        -- the hand-over to inline happens only in READ COMMITTED, whatever
+        -- default_transaction_isolation says
+        SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+        -- no progress (a late-committing transaction holds the horizon):
+        -- wait a little rather than spin
+        IF applied OPERATOR(pg_catalog.=) 0 THEN
+            PERFORM pg_catalog.pg_sleep(0.05);
+        END IF;
     END LOOP;
     IF st OPERATOR(pg_catalog.=) 'failed' THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -224,7 +224,7 @@ fold_or_fail(Projection *p, FullTransactionId from_order, int64 from_position,
 	ereport(WARNING,
 			(errmsg("projection \"%s\" failed and stops advancing: %s", p->name, edata->message),
 			 edata->detail ? errdetail("%s", edata->detail) : 0,
-			 errhint("Fix it with ledger.rebuild_projection('%s'), or drop and re-create it.", p->name)));
+			 errhint("Events do not change: fix the definition by dropping and re-creating the projection, or, if the cause has gone (a function it calls, re-created), retry with ledger.rebuild_projection('%s').", p->name)));
 	return false;
 }
 

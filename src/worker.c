@@ -282,9 +282,15 @@ ledger_projector_main(Datum main_arg)
 		projector_locktag(&tag);
 		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		{
+			/*
+			 * A started one gives way for good.  The preloaded one exits
+			 * with 1, to be restarted after bgw_restart_time and try again:
+			 * it takes over should the other one end (exit 0 would
+			 * unregister it until the server restarts).
+			 */
 			ereport(LOG,
 					(errmsg("ledger_cqrs projector: another projector runs in this database; exiting")));
-			proc_exit(0);
+			proc_exit(OidIsValid(dboid) ? 0 : 1);
 		}
 	}
 

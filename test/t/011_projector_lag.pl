@@ -324,6 +324,23 @@ cmp_ok($worst, '<', 1,
 	'an append wakes the preloaded projector too (extension created after it started)');
 is($node2->safe_psql('postgres', "SELECT ledger.verify_projection('follow')"), 't',
 	'preloaded: follow verifies');
+
+# 5. a projector started while the preloaded one is away: the preloaded one,
+#    restarted, gives way to it, and takes over when it ends (it used to exit
+#    for good, leaving no projector until the server restarted)
+my $q2 = sub { return $node2->safe_psql('postgres', shift); };
+is($q2->('SELECT ledger.stop_projector()'), 't', 'preloaded: stop_projector stops the preloaded projector');
+my $started = $q2->('SELECT ledger.start_projector()');
+my $log_offset = -s $node2->logfile;
+$node2->wait_for_log(qr/another projector runs in this database; exiting/, $log_offset);
+is($q2->(q{SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'ledger_cqrs projector'}),
+	$started, 'the preloaded projector, restarted, gives way to the started one');
+$q2->("SELECT pg_terminate_backend($started)");
+ok( $node2->poll_query_until('postgres',
+		qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'ledger_cqrs projector' AND pid <> $started}),
+	'when the started one ends, the preloaded projector takes over');
+my (undef, $seen) = split /\|/, $node2->safe_psql('postgres', "CALL ping_latency('follow')");
+is($seen, 't', 'and keeps the async projection current');
 $node2->stop;
 
 done_testing();
