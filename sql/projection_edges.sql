@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited CASCADE;
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
@@ -148,3 +148,21 @@ SELECT ledger.verify_projection('no_alias') AS verified;
 SELECT ledger.drop_projection('no_alias');
 SELECT sqlstate_of($$SELECT ledger.create_projection('no_alias', 'SELECT ledger.events.type, count(*) AS n FROM ledger.events GROUP BY 1')$$);
 SELECT to_regclass('no_alias') IS NULL AS no_table;
+
+-- wait_for_projection finishes a batched fill even when the session's
+-- default isolation is REPEATABLE READ: its rounds after the first run
+-- READ COMMITTED, which the hand-over to inline needs
+SELECT ledger.append('wait:' || i, 'Wait', '{}') FROM generate_series(1, 300) i \g /dev/null
+SET default_transaction_isolation = 'repeatable read';
+SET ledger_cqrs.fill_sync_limit = 0;
+SET ledger_cqrs.fill_batch_size = 100;
+SELECT ledger.create_projection('waited', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.stop_projector() IS NOT NULL AS projector_stopped;
+CALL ledger.wait_for_projection('waited', '60 seconds');
+SELECT state, lag_events FROM ledger.projection_status WHERE name = 'waited';
+SELECT n FROM waited WHERE type = 'Wait';
+RESET default_transaction_isolation;
+RESET ledger_cqrs.fill_sync_limit;
+RESET ledger_cqrs.fill_batch_size;
+SELECT ledger.verify_projection('waited') AS verified;
+SELECT ledger.drop_projection('waited');
