@@ -72,15 +72,10 @@ SELECT ledger.transfer('fund-capped', 'capped', 'funding', 300.00, 'EUR');
 
 CREATE SEQUENCE tid;
 
--- user projections, maintained under the load
-SELECT ledger.create_projection('leg_totals', $$
-    SELECT l->>'account' AS account, l->>'currency' AS currency,
-           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'debit') AS debits,
-           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'credit') AS credits,
-           count(*) AS legs, max(e.position) AS last_position
-      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
-     WHERE e.type = 'TransferPosted'
-     GROUP BY 1, 2 $$, 'inline');
+SQL
+# user projections, maintained under the load
+$node->safe_psql('postgres', leg_totals_projection_sql('leg_totals'));
+$node->safe_psql('postgres', <<'SQL');
 -- one hot row per event type: every append of a type updates the same row
 SELECT ledger.create_projection('event_counts', $$
     SELECT e.type, count(*) AS n, max(e.position) AS last_position, min(e.version) AS min_version

@@ -73,15 +73,8 @@ is(q1(q{SELECT count(*) FROM ledger.events WHERE stream LIKE 'transfer:bulk-%'})
 
 # user projections, created over the big log (filled in batches), one inline
 # and one async; the projector runs
+$node->safe_psql('postgres', leg_totals_projection_sql('leg_totals'));
 $node->safe_psql('postgres', <<'SQL');
-SELECT ledger.create_projection('leg_totals', $$
-    SELECT l->>'account' AS account, l->>'currency' AS currency,
-           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'debit') AS debits,
-           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'credit') AS credits,
-           count(*) AS legs, max(e.position) AS last_position
-      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
-     WHERE e.type = 'TransferPosted'
-     GROUP BY 1, 2 $$, 'inline');
 SELECT ledger.create_projection('stream_stats', $$
     SELECT split_part(e.stream, ':', 1) AS kind, e.type, count(*) AS n,
            max(e.position) AS last_position, max(e.version) AS max_version

@@ -59,15 +59,10 @@ SELECT ledger.open_account('bob', '{}', '{"tier": "basic"}');
 SELECT ledger.open_account('temp');
 SELECT ledger.open_account('acct' || i) FROM generate_series(1, 10) AS i;
 
--- projections created early, so that they are maintained by the appends
-SELECT ledger.create_projection('analytics.leg_totals', $$
-    SELECT l->>'account' AS account, l->>'currency' AS currency,
-           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'debit') AS debits,
-           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'credit') AS credits,
-           count(*) AS legs, max(e.position) AS last_position
-      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
-     WHERE e.type = 'TransferPosted'
-     GROUP BY 1, 2 $$, 'inline');
+SQL
+# projections created early, so that they are maintained by the appends
+$source->safe_psql('src', leg_totals_projection_sql('analytics.leg_totals'));
+$source->safe_psql('src', <<'SQL');
 SELECT ledger.create_projection('page_views', $$
     SELECT e.stream, e.data->>'page' AS page, count(*) AS views,
            sum((e.data->>'ms')::int) AS total_ms, max(e.position) AS last_position

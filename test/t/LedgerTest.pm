@@ -27,6 +27,7 @@ our @EXPORT = qw(
   $APPEND_PGBENCH
   $SAMPLE_FILL_SQL
   $TURNOVER_PROJECTION_SQL
+  leg_totals_projection_sql
   $TURNOVER_DIFF_SQL
 );
 
@@ -77,6 +78,23 @@ SELECT ledger.create_projection('turnover', $$
      WHERE e.type = 'TransferPosted'
      GROUP BY 1, 2 $$, 'async');
 };
+
+# leg_totals_projection_sql($name): the statement creating the inline
+# projection $name of debits, credits, legs and last position per account
+# and currency, from the legs of TransferPosted events.
+sub leg_totals_projection_sql
+{
+	my ($name) = @_;
+	return "SELECT ledger.create_projection('$name', \$\$\n" . <<'SQL';
+    SELECT l->>'account' AS account, l->>'currency' AS currency,
+           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'debit') AS debits,
+           sum((l->>'amount')::numeric) FILTER (WHERE l->>'side' = 'credit') AS credits,
+           count(*) AS legs, max(e.position) AS last_position
+      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') AS l
+     WHERE e.type = 'TransferPosted'
+     GROUP BY 1, 2 $$, 'inline');
+SQL
+}
 
 # bulk_append_sql($from, $to): a statement appending batches $from..$to, one
 # append_events of 50 events per batch, to stream 's' || batch % 1000;
