@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b CASCADE;
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
@@ -47,6 +47,10 @@ SET search_path = regress_edges, public;
 SELECT sqlstate_of($$SELECT ledger.create_projection('MIXED', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1')$$);
 SELECT to_regclass('regress_edges.mixed') IS NULL AS no_table;
 RESET search_path;
+-- created the other way round, the same: public.Mixed is public.mixed
+SELECT ledger.drop_projection('"Mixed"'), ledger.drop_projection('Mixed');
+SELECT ledger.create_projection('"Mixed"', 'SELECT e.stream, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.create_projection('Mixed', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1');
 -- public.Mixed is public.mixed: that one goes, "Mixed" stays
 SELECT ledger.drop_projection('public.Mixed');
 SELECT name FROM ledger.projections WHERE kind = 'user' ORDER BY name;
@@ -166,3 +170,20 @@ RESET ledger_cqrs.fill_sync_limit;
 RESET ledger_cqrs.fill_batch_size;
 SELECT ledger.verify_projection('waited') AS verified;
 SELECT ledger.drop_projection('waited');
+
+-- a fold that fails inside a savepoint leaves nothing pinned: a projection
+-- created later in the same transaction is folded into
+SELECT ledger.create_projection('pin_a', $$SELECT e.type, sum((e.data->>'x')::int) AS x FROM ledger.events e WHERE e.type = 'Pin' GROUP BY 1$$);
+BEGIN;
+DO $$
+BEGIN
+    PERFORM ledger.append('pin', 'Pin', '{"x": "bad"}');
+EXCEPTION WHEN invalid_text_representation THEN
+    RAISE NOTICE 'append refused: %', SQLSTATE;
+END $$;
+SELECT ledger.create_projection('pin_b', 'SELECT e.type, count(*) AS n FROM ledger.events e WHERE e.type = ''PinB'' GROUP BY 1');
+SELECT ledger.append('pin', 'PinB', '{}') AS version;
+COMMIT;
+SELECT * FROM pin_b;
+SELECT ledger.verify_projection('pin_b') AS verified;
+SELECT ledger.drop_projection('pin_a'), ledger.drop_projection('pin_b');

@@ -270,72 +270,80 @@ ledger_apply_inline(int64 *positions, int n)
 	SPI_connect();
 	nest = ledger_push_fixed_search_path();
 	pins = ledger_pin_projections();
-	foreach(lc, projs)
+	/* the count goes back however the walk ends, a caught error included */
+	PG_TRY();
 	{
-		Projection *p = lfirst(lc);
-		Oid			argtype = INT8ARRAYOID;
-
-		if (p->async || p->state != 'l')
-			continue;
-		ledger_check_owner(p->owner, p->name, p->target);
-
-		/*
-		 * Prepared anew when stale, unless an outer walk may be running
-		 * this very plan: then it is executed as is, and revalidated.
-		 */
-		if (p->inline_plan == NULL ||
-			(pins == 0 && !SPI_plan_is_valid(p->inline_plan)))
+		foreach(lc, projs)
 		{
-			char	   *sql = ledger_projection_fold_sql(ledger_projection_def(p), p->target,
-														 PROJ_COND_POSITIONS);
+			Projection *p = lfirst(lc);
+			Oid			argtype = INT8ARRAYOID;
+
+			if (p->async || p->state != 'l')
+				continue;
+			ledger_check_owner(p->owner, p->name, p->target);
 
 			/*
-			 * A generic plan: the batch is always a handful of positions,
-			 * and a custom plan per append would re-plan every time.
+			 * Prepared anew when stale, unless an outer walk may be running
+			 * this very plan: then it is executed as is, and revalidated.
 			 */
-			SPIPlanPtr	plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
+			if (p->inline_plan == NULL ||
+				(pins == 0 && !SPI_plan_is_valid(p->inline_plan)))
+			{
+				char	   *sql = ledger_projection_fold_sql(ledger_projection_def(p), p->target,
+															 PROJ_COND_POSITIONS);
 
-			if (plan == NULL)
-				elog(ERROR, "could not prepare the fold of projection \"%s\": %s",
-					 p->name, SPI_result_code_string(SPI_result));
-			if (p->inline_plan)
-				SPI_freeplan(p->inline_plan);
-			SPI_keepplan(plan);
-			p->inline_plan = plan;
-		}
+				/*
+				 * A generic plan: the batch is always a handful of positions,
+				 * and a custom plan per append would re-plan every time.
+				 */
+				SPIPlanPtr	plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 
-		ledger_maintenance_depth++;
-		ledger_become(p->owner, true, &save);
-		PG_TRY();
-		{
-			int			rc = SPI_execute_plan(p->inline_plan, &arg, NULL, false, 0);
+				if (plan == NULL)
+					elog(ERROR, "could not prepare the fold of projection \"%s\": %s",
+						 p->name, SPI_result_code_string(SPI_result));
+				if (p->inline_plan)
+					SPI_freeplan(p->inline_plan);
+				SPI_keepplan(plan);
+				p->inline_plan = plan;
+			}
 
-			if (rc != SPI_OK_INSERT)
-				elog(ERROR, "fold of projection \"%s\" failed: %s", p->name,
-					 SPI_result_code_string(rc));
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
+			ledger_maintenance_depth++;
+			ledger_become(p->owner, true, &save);
+			PG_TRY();
+			{
+				int			rc = SPI_execute_plan(p->inline_plan, &arg, NULL, false, 0);
 
-			ledger_maintenance_depth--;
+				if (rc != SPI_OK_INSERT)
+					elog(ERROR, "fold of projection \"%s\" failed: %s", p->name,
+						 SPI_result_code_string(rc));
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				ledger_maintenance_depth--;
+				ledger_restore_user(&save);
+				MemoryContextSwitchTo(cxt);
+				edata = CopyErrorData();
+				FlushErrorState();
+				ereport(ERROR,
+						(errcode(edata->sqlerrcode),
+						 errmsg("projection \"%s\" failed on the appended events: %s",
+								p->name, edata->message),
+						 edata->detail ? errdetail("%s", edata->detail) : 0,
+						 errhint("Nothing was appended. Fix the events, or drop the projection with ledger.drop_projection('%s').",
+								 p->name)));
+			}
+			PG_END_TRY();
 			ledger_restore_user(&save);
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			ereport(ERROR,
-					(errcode(edata->sqlerrcode),
-					 errmsg("projection \"%s\" failed on the appended events: %s",
-							p->name, edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0,
-					 errhint("Nothing was appended. Fix the events, or drop the projection with ledger.drop_projection('%s').",
-							 p->name)));
+			ledger_maintenance_depth--;
 		}
-		PG_END_TRY();
-		ledger_restore_user(&save);
-		ledger_maintenance_depth--;
 	}
-	ledger_unpin_projections(pins);
+	PG_FINALLY();
+	{
+		ledger_unpin_projections(pins);
+	}
+	PG_END_TRY();
 	AtEOXact_GUC(true, nest);
 	SPI_finish();
 }

@@ -221,8 +221,9 @@ index_cache_lookup(Relation heap)
  * ledger_form_row -- a tuple for rel from values/nulls, natts of them, after
  * checking that rel still has exactly those columns, of types: the callers
  * fill fixed-size arrays, and a column added, dropped or retyped by hand
- * (the DDL guard switched off) must fail cleanly, not read past them or
- * store a datum as another type.
+ * (the DDL guard switched off) must fail the write cleanly, not read past
+ * them or store a datum as another type.  Reads by attribute number that
+ * come before a write are not covered; the DDL guard keeps the columns.
  */
 HeapTuple
 ledger_form_row(Relation rel, const Oid *types, int natts, Datum *values, bool *nulls)

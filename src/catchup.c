@@ -288,12 +288,19 @@ int64
 ledger_catch_up_projection(const char *name, int64 max_events, bool allow_handover)
 {
 	int			pins;
-	int64		total;
+	volatile int64 total = 0;
 
 	(void) ledger_user_projections();
 	pins = ledger_pin_projections();
-	total = catch_up_pinned(name, max_events, allow_handover);
-	ledger_unpin_projections(pins);
+	PG_TRY();
+	{
+		total = catch_up_pinned(name, max_events, allow_handover);
+	}
+	PG_FINALLY();
+	{
+		ledger_unpin_projections(pins);
+	}
+	PG_END_TRY();
 	return total;
 }
 
@@ -392,7 +399,11 @@ catch_up_pinned(const char *name, int64 max_events, bool allow_handover)
 									   FullTransactionIdFromU64(PG_UINT64_MAX), -1, &last);
 
 		if (rest > 0 && !fold_or_fail(p, end.order, end.position, &last, true))
+		{
+			/* the batch before it stands: its cursor with it */
+			save_cursor(name, &end, n, "failed");
 			return total;
+		}
 		save_cursor(name, &last, n + rest, "live");
 		total += rest;
 	}

@@ -60,11 +60,12 @@
 #include "projection.h"
 
 PG_FUNCTION_INFO_V1(ledger_append);
+PG_FUNCTION_INFO_V1(ledger_append_events);
 
+/* the types of ledger.events' columns, as the append forms its rows */
 static const Oid events_types[Natts_events] = {
 	INT8OID, TEXTOID, INT8OID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, XID8OID
 };
-PG_FUNCTION_INFO_V1(ledger_append_events);
 
 /*
  * ledger_check_name -- a stream or event type name must be non-NULL (checked

@@ -46,7 +46,6 @@
 #define LEDGER_LOCK_BALANCE		0x4C02
 #define LEDGER_LOCK_SNAPSHOT	0x4C03
 #define LEDGER_LOCK_PROJECTOR	0x4C04	/* held for life by a database's projector */
-#define LEDGER_LOCK_REGISTRY	0x4C05	/* create_projection, one at a time */
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog

@@ -29,8 +29,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
-#include "utils/inval.h"
 #include "utils/acl.h"
 #include "utils/regproc.h"
 #include "utils/builtins.h"
@@ -117,20 +115,13 @@ lookup_registry(const char *name, RegistryRead how)
 	char		nulls[3] = {' ', 'n', 'n'};
 	char	   *schema = NULL;
 	char	   *table = NULL;
+	char	   *chosen = NULL;
 	RegistryRow *r;
-	HeapTuple	tup = NULL;
+	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
 	uint64		i;
-	char	   *sql = psprintf("SELECT name, mode, state, definition, target_schema, target_table,"
-							   " checkpoint_order, checkpoint_position FROM ledger.projections"
-							   " WHERE kind OPERATOR(pg_catalog.=) 'user' AND (name OPERATOR(pg_catalog.=) $1"
-							   " OR target_table OPERATOR(pg_catalog.=) $3"
-							   " AND ($2 IS NULL OR target_schema OPERATOR(pg_catalog.=) $2)"
-							   " OR target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) target_table"
-							   " OPERATOR(pg_catalog.=) $1)%s",
-							   how == REGISTRY_FOR_UPDATE ? " FOR UPDATE" : "");
 
 	if (ledger_split_projection_name(name, &schema, &table))
 	{
@@ -142,47 +133,67 @@ lookup_registry(const char *name, RegistryRead how)
 			nulls[1] = ' ';
 		}
 	}
-	if (SPI_execute_with_args(sql, 3, types, values, nulls,
-							  how == REGISTRY_AS_OF_STATEMENT, 0) != SPI_OK_SELECT)
+
+	/* the candidates, unlocked: their names as created and their tables */
+	if (SPI_execute_with_args("SELECT name, target_schema, target_table FROM ledger.projections"
+							  " WHERE kind OPERATOR(pg_catalog.=) 'user' AND (name OPERATOR(pg_catalog.=) $1"
+							  " OR target_table OPERATOR(pg_catalog.=) $3"
+							  " AND ($2 IS NULL OR target_schema OPERATOR(pg_catalog.=) $2)"
+							  " OR target_schema OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) target_table"
+							  " OPERATOR(pg_catalog.=) $1)",
+							  3, types, values, nulls, how == REGISTRY_AS_OF_STATEMENT, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read ledger.projections");
 	desc = SPI_tuptable->tupdesc;
 
 	/* as created wins; then the SQL name's table, or an unqualified name */
-	for (i = 0; i < SPI_processed && tup == NULL; i++)
+	for (i = 0; i < SPI_processed && chosen == NULL; i++)
 		if (strcmp(SPI_getvalue(SPI_tuptable->vals[i], desc, 1), name) == 0)
-			tup = SPI_tuptable->vals[i];
-	for (i = 0; i < SPI_processed && tup == NULL && schema != NULL; i++)
-		if (strcmp(SPI_getvalue(SPI_tuptable->vals[i], desc, 5), schema) == 0)
-			tup = SPI_tuptable->vals[i];
-	if (tup == NULL && table != NULL && schema == NULL)
+			chosen = SPI_getvalue(SPI_tuptable->vals[i], desc, 1);
+	for (i = 0; i < SPI_processed && chosen == NULL && schema != NULL; i++)
+		if (strcmp(SPI_getvalue(SPI_tuptable->vals[i], desc, 2), schema) == 0 &&
+			strcmp(SPI_getvalue(SPI_tuptable->vals[i], desc, 3), table) == 0)
+			chosen = SPI_getvalue(SPI_tuptable->vals[i], desc, 1);
+	if (chosen == NULL && table != NULL && schema == NULL)
 	{
 		for (i = 0; i < SPI_processed; i++)
 		{
+			char	   *created = SPI_getvalue(SPI_tuptable->vals[i], desc, 1);
 			char	   *created_schema;
 			char	   *created_table;
 
-			if (!ledger_split_projection_name(SPI_getvalue(SPI_tuptable->vals[i], desc, 1),
-											  &created_schema, &created_table) ||
+			if (!ledger_split_projection_name(created, &created_schema, &created_table) ||
 				created_schema != NULL)
 				continue;
-			if (tup != NULL)
+			if (chosen != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_AMBIGUOUS_ALIAS),
 						 errmsg("projection name \"%s\" is ambiguous", name),
 						 errdetail("Projections \"%s\" and \"%s\" are both called that.",
-								   SPI_getvalue(tup, desc, 1),
-								   SPI_getvalue(SPI_tuptable->vals[i], desc, 1)),
+								   chosen, created),
 						 errhint("Name it as created, or schema-qualified.")));
-			tup = SPI_tuptable->vals[i];
+			chosen = created;
 		}
 	}
 	/* last, schema and table names joined by a dot, unquoted */
-	for (i = 0; i < SPI_processed && tup == NULL; i++)
-		if (strcmp(psprintf("%s.%s", SPI_getvalue(SPI_tuptable->vals[i], desc, 5),
-							SPI_getvalue(SPI_tuptable->vals[i], desc, 6)), name) == 0)
-			tup = SPI_tuptable->vals[i];
-	if (tup == NULL)
+	for (i = 0; i < SPI_processed && chosen == NULL; i++)
+		if (strcmp(psprintf("%s.%s", SPI_getvalue(SPI_tuptable->vals[i], desc, 2),
+							SPI_getvalue(SPI_tuptable->vals[i], desc, 3)), name) == 0)
+			chosen = SPI_getvalue(SPI_tuptable->vals[i], desc, 1);
+	if (chosen == NULL)
 		return NULL;
+
+	/* the chosen row, read (and locked) as asked: only that one */
+	values[0] = CStringGetTextDatum(chosen);
+	if (SPI_execute_with_args(psprintf("SELECT name, mode, state, definition, target_schema, target_table,"
+									   " checkpoint_order, checkpoint_position FROM ledger.projections"
+									   " WHERE name OPERATOR(pg_catalog.=) $1%s",
+									   how == REGISTRY_FOR_UPDATE ? " FOR UPDATE" : ""),
+							  1, types, values, NULL, how == REGISTRY_AS_OF_STATEMENT, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read ledger.projections");
+	if (SPI_processed == 0)
+		return NULL;			/* dropped meanwhile */
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
 	r = palloc0(sizeof(RegistryRow));
 	r->name = SPI_getvalue(tup, desc, 1);
 	r->async = strcmp(SPI_getvalue(tup, desc, 2), "async") == 0;
@@ -194,6 +205,50 @@ lookup_registry(const char *name, RegistryRead how)
 	r->checkpoint_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
 	r->checkpoint_position = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	return r;
+}
+
+/* one statement for exec_unless_taken */
+typedef struct SpiJob
+{
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *values;
+	int			expected;
+} SpiJob;
+
+static void
+spi_job(void *arg)
+{
+	SpiJob	   *job = arg;
+	int			rc = SPI_execute_with_args(job->sql, job->nargs, job->types, job->values,
+										   NULL, false, 0);
+
+	if (rc != job->expected)
+		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), job->sql);
+}
+
+/*
+ * exec_unless_taken -- run a statement of create_projection that another
+ * creator of the same name can race: its table's catalog rows, its registry
+ * row.  The unique index makes us wait for that creator; if it commits, the
+ * unique violation becomes 42P07, as when the name was taken before.
+ */
+static void
+exec_unless_taken(const char *name, const char *sql, int nargs, Oid *types, Datum *values,
+				  int expected)
+{
+	SpiJob		job = {sql, nargs, types, values, expected};
+	ErrorData  *edata = ledger_in_subxact(spi_job, &job);
+
+	if (edata == NULL)
+		return;
+	if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("projection \"%s\" already exists", name),
+				 errdetail("Another session created it first.")));
+	ReThrowError(edata);
 }
 
 static void
@@ -341,21 +396,6 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 	def = ledger_parse_projection(query);
 	AtEOXact_GUC(true, nest);
 
-	/*
-	 * One creator at a time, to commit: the checks below that the name and
-	 * the table are free then see what an earlier creator committed (a
-	 * fresh catalog snapshot included), and a second creator of a name
-	 * gets 42P07, not a unique violation.
-	 */
-	{
-		LOCKTAG		tag;
-
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, LEDGER_LOCK_REGISTRY);
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-		AcceptInvalidationMessages();
-		InvalidateCatalogSnapshot();
-	}
-
 	/* the table: in the caller's search_path, with the caller's rights */
 #if PG_VERSION_NUM >= 160000
 	names = stringToQualifiedNameList(name, NULL);
@@ -430,7 +470,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 			first = false;
 		}
 	appendStringInfoString(&ddl, "))");
-	spi_exec(ddl.data, SPI_OK_UTILITY);
+	exec_unless_taken(name, ddl.data, 0, NULL, NULL, SPI_OK_UTILITY);
 
 	/*
 	 * The table belongs with the extension: DROP EXTENSION refuses without
@@ -479,11 +519,10 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		values[5] = CStringGetTextDatum(rv->relname);
 		values[6] = PointerGetDatum(construct_array(cols, def->ncols, TEXTOID, -1, false, TYPALIGN_INT));
 		values[7] = PointerGetDatum(construct_array(kinds, def->ncols, TEXTOID, -1, false, TYPALIGN_INT));
-		if (SPI_execute_with_args("INSERT INTO ledger.projections (name, kind, mode, state, definition,"
-								  " definition_hash, target_schema, target_table, columns, column_kinds)"
-								  " VALUES ($1, 'user', $2, 'catching_up', $3, $4, $5, $6, $7, $8)",
-								  8, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not register projection \"%s\"", name);
+		exec_unless_taken(name, "INSERT INTO ledger.projections (name, kind, mode, state, definition,"
+						  " definition_hash, target_schema, target_table, columns, column_kinds)"
+						  " VALUES ($1, 'user', $2, 'catching_up', $3, $4, $5, $6, $7, $8)",
+						  8, types, values, SPI_OK_INSERT);
 	}
 
 	/*
@@ -972,6 +1011,8 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 		/* an inline projection is at the head of the log: hold it still */
 		lock_log_head("snapshot_projection");
 		last_event_below(FullTransactionIdFromU64(PG_UINT64_MAX), &order, &position);
+		/* the cut is at the highest position, not at the last in log order */
+		position = spi_count("SELECT COALESCE(pg_catalog.max(position), 0) FROM ledger.events");
 	}
 	else
 	{

@@ -86,7 +86,6 @@ extern Oid	ledger_table_owner(const char *schema, const char *table, Oid *relidp
 extern void ledger_check_owner(Oid owner, const char *projection, const char *target);
 
 /* apply.c */
-extern ErrorData *ledger_in_subxact(void (*fn) (void *arg), void *arg);
 extern int	ledger_pin_projections(void);
 extern void ledger_unpin_projections(int pins);
 extern List *ledger_user_projections(void);
@@ -109,6 +108,7 @@ extern int64 ledger_take_projection_snapshot(const char *name, ProjectionDef *de
 extern void ledger_auto_snapshot_inline(void);
 
 /* catchup.c */
+extern ErrorData *ledger_in_subxact(void (*fn) (void *arg), void *arg);
 extern int64 ledger_catch_up_projection(const char *name, int64 max_events,
 										bool allow_handover);
 extern int64 ledger_catch_up_all(int64 max_events);
