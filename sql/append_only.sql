@@ -128,6 +128,31 @@ ALTER TABLE ledger.accounts ALTER COLUMN metadata TYPE json;
 SELECT c.relname, count(*) AS columns FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
  WHERE c.relnamespace = 'ledger'::regnamespace AND c.relname IN ('events', 'balances', 'account_entries', 'accounts')
    AND a.attnum > 0 AND NOT a.attisdropped GROUP BY 1 ORDER BY 1;
+-- nor replaced, by a trigger of the same name (42501)
+CREATE FUNCTION pg_temp.noop_guard() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE OR REPLACE TRIGGER events_append_only_row BEFORE UPDATE ON ledger.events
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.noop_guard();
+\echo :LAST_ERROR_SQLSTATE
+-- nor may a guarded table join an inheritance tree or a partitioned table,
+-- whose statements would pass its statement-level guards, or get children
+-- whose rows a scan of it would show (42501)
+CREATE TABLE pg_temp.fake_events () INHERITS (ledger.events);
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE pg_temp.balance_parent (LIKE ledger.balances);
+ALTER TABLE ledger.balances INHERIT pg_temp.balance_parent;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE pg_temp.parted (code text, scale int, registered_at timestamptz, position bigint) PARTITION BY LIST (code);
+ALTER TABLE pg_temp.parted ATTACH PARTITION ledger.currencies DEFAULT;
+\echo :LAST_ERROR_SQLSTATE
+SELECT tgname, tgenabled, tgfoid::regproc FROM pg_trigger
+ WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
+SELECT count(*) AS children FROM pg_inherits
+ WHERE inhparent IN ('ledger.events'::regclass, 'ledger.balances'::regclass, 'ledger.currencies'::regclass)
+    OR inhrelid IN ('ledger.events'::regclass, 'ledger.balances'::regclass, 'ledger.currencies'::regclass);
+-- (ordinary tables are unaffected)
+CREATE TABLE pg_temp.ordinary_parent (x int);
+CREATE TABLE pg_temp.ordinary_child () INHERITS (pg_temp.ordinary_parent);
+CREATE OR REPLACE TRIGGER mine BEFORE INSERT ON pg_temp.ordinary_child FOR EACH ROW EXECUTE FUNCTION pg_temp.noop_guard();
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
 SELECT attstattarget FROM pg_attribute WHERE attrelid = 'ledger.events'::regclass AND attname = 'data';

@@ -8,6 +8,23 @@
 -- accounts, currencies) are compared byte by byte: COLLATE "C" keys are
 -- exact and cheap, whatever the database's locale.
 
+-- The schema must be the installer's.  CREATE EXTENSION adopts an existing
+-- schema named ledger; its owner could then drop the log with the schema, or
+-- put functions in it that shadow ours.
+DO $$
+BEGIN
+    IF (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'ledger')
+       OPERATOR(pg_catalog.<>) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                 WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'schema "ledger" belongs to another role',
+            DETAIL = 'ledger_cqrs installs into schema ledger, which its owner could drop or fill with look-alike functions.',
+            HINT = 'Drop that schema, or have its owner hand it over (ALTER SCHEMA ledger OWNER TO ...), then create the extension.';
+    END IF;
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- 1. The event log
 ------------------------------------------------------------------------------
@@ -451,7 +468,7 @@ ALTER EVENT TRIGGER ledger_projection_tables ENABLE ALWAYS;
 CREATE FUNCTION ledger.guard_triggers() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_guard_ddl';
 CREATE EVENT TRIGGER ledger_guard_triggers ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'CREATE TABLE', 'CREATE TRIGGER')
     EXECUTE FUNCTION ledger.guard_triggers();
 ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;
 

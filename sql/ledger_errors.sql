@@ -281,3 +281,13 @@ SELECT account, debits_posted, credits_posted, balance FROM ledger.balances
 -- the other way still works
 SELECT ledger.transfer('back', 'big-dst', 'big-src', 0.01, 'USD') > 0 AS posted;
 SELECT bool_and(ledger.verify_projection(name)) AS all_verify FROM ledger.projection_status;
+
+-- rebuilding a built-in model reads the log to its head under a lock that a
+-- transaction snapshot would predate: refused in REPEATABLE READ (0A000)
+DELETE FROM before;
+INSERT INTO before SELECT * FROM state;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ledger.rebuild_projection('ledger.balances');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT * FROM unchanged;

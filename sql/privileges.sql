@@ -8,6 +8,7 @@
 \set VERBOSITY default
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
+DROP ROLE IF EXISTS regress_ledger_squatter;
 DO $$
 DECLARE
     r text;
@@ -497,3 +498,24 @@ DROP ROLE regress_ledger_app;
 DROP ROLE regress_ledger_projector;
 DROP ROLE regress_ledger_evil;
 RESET client_min_messages;
+
+------------------------------------------------------------------------------
+-- A ledger schema owned by another role is refused (42501): its owner could
+-- drop the log with it, or plant functions that shadow the extension's
+------------------------------------------------------------------------------
+SET client_min_messages = warning;
+DROP EXTENSION ledger_cqrs CASCADE;
+DROP SCHEMA ledger;     -- CREATE EXTENSION made it, DROP EXTENSION leaves it
+DROP ROLE IF EXISTS regress_ledger_squatter;
+RESET client_min_messages;
+CREATE ROLE regress_ledger_squatter;
+CREATE SCHEMA ledger AUTHORIZATION regress_ledger_squatter;
+CREATE EXTENSION ledger_cqrs;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'ledger_cqrs';
+SELECT count(*) AS objects_in_ledger FROM pg_class WHERE relnamespace = 'ledger'::regnamespace;
+-- handed over, it is adopted
+ALTER SCHEMA ledger OWNER TO CURRENT_USER;
+CREATE EXTENSION ledger_cqrs;
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'ledger_cqrs';
+DROP ROLE regress_ledger_squatter;

@@ -19,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/inval.h"
@@ -42,7 +43,7 @@ PG_FUNCTION_INFO_V1(ledger_read_model_guard);
 	"SELECT l->>'account' AS account, l->>'currency' AS currency," \
 	" l->>'side' AS side, (l->>'amount')::pg_catalog.numeric AS amount," \
 	" e.position, e.data->>'transfer_id' AS transfer_id, e.recorded_at" \
-	" FROM ledger.events e, pg_catalog.jsonb_array_elements(e.data->'legs') l" \
+	" FROM ONLY ledger.events e, pg_catalog.jsonb_array_elements(e.data->'legs') l" \
 	" WHERE e.type OPERATOR(pg_catalog.=) 'TransferPosted'"
 
 typedef struct BuiltinModel
@@ -59,7 +60,7 @@ static const BuiltinModel models[] = {
 		"ledger.currencies", "ledger.currencies",
 		"code, scale, registered_at, position", "code",
 		"SELECT data->>'code', (data->>'scale')::pg_catalog.int4, recorded_at, position"
-		" FROM ledger.events WHERE type OPERATOR(pg_catalog.=) 'CurrencyRegistered'"
+		" FROM ONLY ledger.events WHERE type OPERATOR(pg_catalog.=) 'CurrencyRegistered'"
 	},
 	{
 		"ledger.accounts", "ledger.accounts",
@@ -68,7 +69,7 @@ static const BuiltinModel models[] = {
 		" ARRAY(SELECT pg_catalog.jsonb_array_elements_text(o.data->'flags')),"
 		" CASE WHEN c.position IS NULL THEN 'open' ELSE 'closed' END,"
 		" o.recorded_at, c.recorded_at, o.data->'metadata'"
-		" FROM ledger.events o LEFT JOIN ledger.events c"
+		" FROM ONLY ledger.events o LEFT JOIN ONLY ledger.events c"
 		" ON c.type OPERATOR(pg_catalog.=) 'AccountClosed'"
 		" AND (c.data->>'account') OPERATOR(pg_catalog.=) (o.data->>'account')"
 		" WHERE o.type OPERATOR(pg_catalog.=) 'AccountOpened'"
@@ -253,11 +254,21 @@ ledger_builtin_rebuild(const BuiltinModel *m)
 {
 	int64		nevents;
 
+	/*
+	 * It reads the log to its head under the lock below: a transaction
+	 * snapshot taken before the lock was granted would not see the rows it
+	 * must replace, and every concurrent posting would make it fail (40001).
+	 */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rebuild_projection of a built-in read model cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errhint("Run it in a READ COMMITTED transaction.")));
 	SPI_connect();
 	/* SHARE ROW EXCLUSIVE: holds appends, and a second rebuild, until commit */
 	if (SPI_execute("LOCK TABLE ledger.events IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not lock ledger.events");
-	nevents = spi_int8("SELECT pg_catalog.count(*) FROM ledger.events");
+	nevents = spi_int8("SELECT pg_catalog.count(*) FROM ONLY ledger.events");
 	if (m->table != NULL)
 	{
 		ledger_maintenance_depth++;

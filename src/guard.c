@@ -255,6 +255,23 @@ relation_name(Oid relid)
 									  get_rel_name(relid));
 }
 
+/*
+ * refuse_hierarchy -- relid, a table the extension guards (it has one of our
+ * triggers), must not join an inheritance tree or a partitioned table:
+ * statement triggers fire only on the table a statement names, so writes
+ * routed through a parent would pass the guard, and a parent's scans would
+ * show a child's rows.
+ */
+static void
+refuse_hierarchy(Oid relid, Oid extension, const char *what)
+{
+	if (OidIsValid(relid) && guard_trigger(relid, NULL, extension) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s is guarded by ledger_cqrs: %s is not allowed", relation_name(relid), what),
+				 errdetail("Writes or reads through another table would pass the extension's guards.")));
+}
+
 static void
 refuse_trigger_change(Oid relid, const char *trigger, const char *what)
 {
@@ -318,6 +335,13 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 				case AT_DisableTrigUser:
 					trigger = guard_trigger(relid, NULL, extension);
 					break;
+				case AT_AddInherit:
+					refuse_hierarchy(relid, extension, "INHERIT");
+					break;
+				case AT_AttachPartition:
+					refuse_hierarchy(RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
+									 extension, "ATTACH PARTITION");
+					break;
 				case AT_AddColumn:
 				case AT_AlterColumnType:
 				case AT_DropColumn:
@@ -346,6 +370,23 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 									  cmd->subtype == AT_EnableReplicaTrig ? "limited to replica sessions" :
 									  "limited to origin sessions");
 		}
+	}
+	else if (IsA(stmt, CreateStmt))
+	{
+		/* CREATE TABLE ... INHERITS (guarded) or PARTITION OF (guarded) */
+		foreach(lc, ((CreateStmt *) stmt)->inhRelations)
+			refuse_hierarchy(RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true),
+							 extension, "inheriting from it");
+	}
+	else if (IsA(stmt, CreateTrigStmt) && ((CreateTrigStmt *) stmt)->replace)
+	{
+		/* CREATE OR REPLACE TRIGGER: a drop by another name */
+		CreateTrigStmt *ct = (CreateTrigStmt *) stmt;
+		Oid			relid = RangeVarGetRelid(ct->relation, NoLock, true);
+
+		if (OidIsValid(relid) && may_alter(relid) &&
+			guard_trigger(relid, ct->trigname, extension) != NULL)
+			refuse_trigger_change(relid, ct->trigname, "replaced");
 	}
 	else if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_TRIGGER)
 	{

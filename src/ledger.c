@@ -358,6 +358,12 @@ ledger_close_account(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	int			i;
 
+	/*
+	 * The log first, as every append does: a rebuild of the read models
+	 * (SHARE on ledger.events) then either waits for us or has finished
+	 * before we read the account row.
+	 */
+	table_close(table_open(c->events, RowExclusiveLock), NoLock);
 	ledger_lock_stream(stream);
 	accounts = table_open(c->accounts, RowExclusiveLock);
 	balances = table_open(c->balances, AccessShareLock);

@@ -1031,7 +1031,7 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 static void
 auto_snapshot_job(void *name)
 {
-	if (SPI_execute(psprintf("SELECT ledger.snapshot_projection(%s)",
+	if (SPI_execute(psprintf("SELECT ledger.snapshot_projection(%s::pg_catalog.text)",
 							 quote_literal_cstr((char *) name)), false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not snapshot projection \"%s\"", (char *) name);
 }

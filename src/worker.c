@@ -194,7 +194,13 @@ projector_round(void)
 
 	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
 	{
-		char	   *sql = psprintf("SELECT ledger.catch_up(NULL, %d)", ledger_fill_batch_size);
+		/*
+		 * The exact argument types: an int4 literal would let a
+		 * ledger.catch_up(text, integer) of anyone's, who may create in
+		 * the schema, win the call and run as the extension's owner.
+		 */
+		char	   *sql = psprintf("SELECT ledger.catch_up(NULL::pg_catalog.text, %d::pg_catalog.int8)",
+								   ledger_fill_batch_size);
 
 		if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "ledger.catch_up failed");
@@ -204,6 +210,8 @@ projector_round(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* what it wrote counts for autovacuum now, not when it exits */
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return applied;
 }

@@ -251,6 +251,24 @@ my ($worst) = sort { $b <=> $a } @lat;
 cmp_ok($worst, '<', 1, 'an append wakes the projector: every ping applied in under 1 s');
 is(same_as_query($node, 'follow', $q_follow), 0, 'follow still equals its query');
 
+# The projector runs as the extension's owner and calls catch_up with its
+# exact argument types: a look-alike ledger.catch_up(text, integer), which a
+# role allowed to create in schema ledger could add, is never what it runs.
+q1(q{CREATE ROLE lookalike;
+	GRANT CREATE ON SCHEMA ledger TO lookalike;
+	CREATE TABLE lookalike_calls (who text);
+	GRANT INSERT ON lookalike_calls TO lookalike});
+q1(q{SET ROLE lookalike;
+	CREATE FUNCTION ledger.catch_up(name text, max_events integer) RETURNS bigint
+	  LANGUAGE sql AS $$ INSERT INTO public.lookalike_calls VALUES (current_user) RETURNING 0::bigint $$;
+	RESET ROLE});
+my ($calls_secs, $calls_seen) = split /\|/, q1("CALL ping_latency('follow')");
+is($calls_seen, 't', 'with a look-alike catch_up in schema ledger, the projector still applies');
+is(q1('SELECT count(*) FROM lookalike_calls'), '0', 'and never calls the look-alike');
+is(q1(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'lookalike'}), 'f', 'whose creator stays what it was');
+q1(q{DROP FUNCTION ledger.catch_up(text, integer); DROP TABLE lookalike_calls;
+	REVOKE CREATE ON SCHEMA ledger FROM lookalike; DROP ROLE lookalike});
+
 # a new fill is started by the commit of create_projection, not by a nap.
 # In a small database of its own, with its own projector, so that each fill
 # takes a single batch and the projector is idle when the next one is
