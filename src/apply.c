@@ -366,6 +366,7 @@ ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 {
 	Oid			types[5] = {XID8OID, INT8OID, XID8OID, INT8OID, INT8OID};
 	Datum		values[5];
+	const char *cond;
 	int			nargs = unbounded ? 2 : 4;
 	SPIPlanPtr	plan;
 	LedgerUserSwitch save;
@@ -376,18 +377,19 @@ ledger_fold_range(ProjectionDef *def, const char *target, Oid owner,
 	values[1] = Int64GetDatum(from_position);
 	values[2] = FullTransactionIdGetDatum(to_order);
 	values[3] = Int64GetDatum(to_position);
-	/* the floor goes last: after $2, or after $4 */
-	types[nargs] = INT8OID;
-	values[nargs] = Int64GetDatum(above_position);
-	nargs++;
+	cond = unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE;
+	/* a floor only for a rebuild from a cut; it goes last, after $2 or $4 */
+	if (above_position > 0)
+	{
+		types[nargs] = INT8OID;
+		values[nargs] = Int64GetDatum(above_position);
+		nargs++;
+		cond = psprintf("%s AND position OPERATOR(pg_catalog.>) $%d::pg_catalog.int8", cond, nargs);
+	}
 
 	/* prepared, so that it can only ever be one statement */
 	nest = ledger_push_fixed_search_path();
-	plan = SPI_prepare(ledger_projection_fold_sql(def, target,
-												  psprintf("%s AND position OPERATOR(pg_catalog.>) $%d::pg_catalog.int8",
-														   unbounded ? PROJ_COND_AFTER : PROJ_COND_RANGE,
-														   nargs)),
-					   nargs, types);
+	plan = SPI_prepare(ledger_projection_fold_sql(def, target, cond), nargs, types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the fold into %s: %s", target,
 			 SPI_result_code_string(SPI_result));

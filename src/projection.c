@@ -868,11 +868,10 @@ events_between(FullTransactionId from_order, int64 from_position,
 {
 	return spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
 							  " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.>) ROW('%llu'::pg_catalog.xid8, %lld)"
-							  " AND ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)"
-							  " AND position OPERATOR(pg_catalog.>) %lld",
+							  " AND ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)%s",
 							  (unsigned long long) U64FromFullTransactionId(from_order), (long long) from_position,
 							  (unsigned long long) U64FromFullTransactionId(to_order), (long long) to_position,
-							  (long long) above));
+							  above > 0 ? psprintf(" AND position OPERATOR(pg_catalog.>) %lld", (long long) above) : ""));
 }
 
 /*
