@@ -291,3 +291,39 @@ SELECT ledger.rebuild_projection('ledger.balances');
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 SELECT * FROM unchanged;
+
+-- every command that writes is refused in a read-only transaction (25006),
+-- naming itself, and changes nothing
+DELETE FROM before;
+INSERT INTO before SELECT * FROM state;
+BEGIN READ ONLY;
+SAVEPOINT s;
+SELECT ledger.transfer('ro-1', 'bank', 'bob', 1, 'USD');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.transfer('seed', 'bank', 'alice', 100, 'USD');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.post_entry('ro-2', '[{"account": "bank", "side": "debit", "amount": 1, "currency": "USD"},
+                                   {"account": "bob", "side": "credit", "amount": 1, "currency": "USD"}]');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.open_account('ro-account');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.close_account('bob');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.register_currency('RO', 2);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.append('ro:1', 'Happened', '{}');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.append_events('ro:1', '[{"type": "Happened", "data": {}}]');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT ledger.save_snapshot('account:bob', 1, '{}');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT * FROM unchanged;

@@ -340,6 +340,8 @@ ledger_append(PG_FUNCTION_ARGS)
 	LedgerNewEvent ev;
 	int64		expected;
 
+	PreventCommandIfReadOnly("ledger.append()");
+
 	ev.type = get_name_arg(fcinfo, 1, "event type");
 	check_not_reserved(ev.type);
 	if (PG_ARGISNULL(2))
@@ -382,6 +384,8 @@ ledger_append_events(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 	LedgerNewEvent *events;
+
+	PreventCommandIfReadOnly("ledger.append_events()");
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,

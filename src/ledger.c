@@ -167,6 +167,8 @@ ledger_register_currency(PG_FUNCTION_ARGS)
 	bool		nulls[Natts_currencies] = {0};
 	HeapTuple	tup;
 
+	PreventCommandIfReadOnly("ledger.register_currency()");
+
 	null_arg(fcinfo, 0, "currency code");
 	null_arg(fcinfo, 1, "scale");
 	code = PG_GETARG_TEXT_PP(0);
@@ -248,6 +250,8 @@ ledger_open_account(PG_FUNCTION_ARGS)
 	int			nout = 0;
 	LedgerAppended appended;
 	HeapTuple	tup;
+
+	PreventCommandIfReadOnly("ledger.open_account()");
 
 	null_arg(fcinfo, 1, "flags");
 	flags = PG_GETARG_ARRAYTYPE_P(1);
@@ -357,6 +361,8 @@ ledger_close_account(PG_FUNCTION_ARGS)
 	LedgerAppended appended;
 	HeapTuple	tup;
 	int			i;
+
+	PreventCommandIfReadOnly("ledger.close_account()");
 
 	/*
 	 * The log first, as every append does: a rebuild of the read models
@@ -478,6 +484,8 @@ ledger_transfer(PG_FUNCTION_ARGS)
 	int			scale;
 	LedgerLeg	legs[2];
 
+	PreventCommandIfReadOnly("ledger.transfer()");
+
 	null_arg(fcinfo, 3, "amount");
 	null_arg(fcinfo, 4, "currency");
 	amount = PG_GETARG_NUMERIC(3);
@@ -535,6 +543,8 @@ ledger_post_entry(PG_FUNCTION_ARGS)
 	int			i;
 	int			j;
 	char		where[64];
+
+	PreventCommandIfReadOnly("ledger.post_entry()");
 
 	null_arg(fcinfo, 1, "legs");
 	arr = PG_GETARG_JSONB_P(1);

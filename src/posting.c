@@ -781,6 +781,33 @@ read_balance(Relation balances, PostSlot *s, Snapshot snap, TupleTableSlot *tts,
 }
 
 /*
+ * check_unchanged_since_snapshot -- in REPEATABLE READ or SERIALIZABLE, the
+ * balance row a posting is about to replace (tts, just read under a fresh
+ * snapshot and the balance lock) must be the version the transaction's own
+ * snapshot sees.  A row another transaction changed or created after that
+ * snapshot raises 40001, as an UPDATE of it would: replacing it anyway
+ * would leave this transaction seeing both the old version and its own new
+ * one (two balance rows, a trial balance that does not balance).
+ */
+static void
+check_unchanged_since_snapshot(Relation balances, TupleTableSlot *tts, PostSlot *s,
+							   text *transfer_id)
+{
+	if (!IsolationUsesXactSnapshot())
+		return;
+	if (table_tuple_satisfies_snapshot(balances, tts, GetTransactionSnapshot()))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize posting \"%s\": the balance of account \"%s\" in %s changed after this transaction's snapshot was taken",
+					text_to_cstring(transfer_id), text_to_cstring(s->leg->account),
+					text_to_cstring(s->leg->currency)),
+			 errdetail("A transaction that committed after this %s transaction began posted to that balance.",
+					   IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+			 errhint("Retry the transaction.")));
+}
+
+/*
  * check_accounts -- every account exists and is open; returns nothing but
  * leaves the flag bits of each slot's account in flags[].  accounts is
  * open, tts a slot for it, nblocks the bound for its row hints.
@@ -1075,6 +1102,8 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		ItemPointerData before = slots[i].hint;
 
 		read_balance(balances, &slots[i], snap, tts, &slots[i].hint, nblocks);
+		if (slots[i].exists)
+			check_unchanged_since_snapshot(balances, tts, &slots[i], transfer_id);
 		/* remembered unless the hint it came with was right */
 		if (slots[i].exists &&
 			(!ItemPointerIsValid(&before) || !ItemPointerEquals(&before, &slots[i].hint)))

@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
@@ -76,6 +77,8 @@ ledger_save_snapshot(PG_FUNCTION_ARGS)
 	int			nstored = 0;
 	int64		latest = 0;
 	ListCell   *lc;
+
+	PreventCommandIfReadOnly("ledger.save_snapshot()");
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
