@@ -356,9 +356,13 @@ CREATE FUNCTION ledger.create_projection(name text, query text, mode text DEFAUL
 COMMENT ON FUNCTION ledger.create_projection(text, text, text) IS
     'Runs with the caller''s rights to create the table (in the caller''s search_path); the query is analyzed with search_path = pg_catalog, pg_temp';
 
+-- drop_projection, verify_projection and rebuild_projection run with the
+-- caller's rights: the C code checks that the caller owns the projection's
+-- table (drop, rebuild) or may read it (verify), then acts as the
+-- extension's owner.
 CREATE FUNCTION ledger.drop_projection(name text)
     RETURNS void
-    LANGUAGE c VOLATILE SECURITY DEFINER
+    LANGUAGE c VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'ledger_drop_projection';
 
@@ -370,13 +374,13 @@ CREATE FUNCTION ledger.catch_up(name text DEFAULT NULL, max_events bigint DEFAUL
 
 CREATE FUNCTION ledger.verify_projection(name text)
     RETURNS boolean
-    LANGUAGE c VOLATILE SECURITY DEFINER
+    LANGUAGE c VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'ledger_verify_projection';
 
 CREATE FUNCTION ledger.rebuild_projection(name text)
     RETURNS bigint
-    LANGUAGE c VOLATILE SECURITY DEFINER
+    LANGUAGE c VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'ledger_rebuild_projection';
 

@@ -13,7 +13,7 @@ DO $$
 DECLARE
     r text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['regress_ledger_app', 'regress_ledger_projector', 'regress_ledger_evil'] LOOP
+    FOREACH r IN ARRAY ARRAY['regress_ledger_app', 'regress_ledger_projector', 'regress_ledger_evil', 'regress_ledger_other'] LOOP
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
             EXECUTE format('DROP OWNED BY %I CASCADE', r);
             EXECUTE format('DROP ROLE %I', r);
@@ -303,6 +303,49 @@ ALTER ROLE regress_ledger_projector NOSUPERUSER;
 SELECT ledger.verify_projection('regress_priv.trapped');
 SELECT ledger.drop_projection('regress_priv.trapped');
 
+-- another role granted the same functions may act only on what it owns:
+-- not drop or rebuild regress_ledger_projector's projection (42501), not
+-- verify it without SELECT on its table (42501); nothing changes
+CREATE ROLE regress_ledger_other LOGIN;
+GRANT USAGE ON SCHEMA ledger TO regress_ledger_other;
+GRANT EXECUTE ON FUNCTION
+    ledger.drop_projection(text),
+    ledger.verify_projection(text),
+    ledger.rebuild_projection(text)
+  TO regress_ledger_other;
+SET ROLE regress_ledger_projector;
+SELECT ledger.create_projection('regress_priv.owned', 'SELECT type, count(*) AS n FROM ledger.events e GROUP BY type');
+RESET ROLE;
+SELECT count(*) AS owned_rows_before FROM regress_priv.owned;
+SET ROLE regress_ledger_other;
+SELECT ledger.drop_projection('regress_priv.owned');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.rebuild_projection('regress_priv.owned');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.verify_projection('regress_priv.owned');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT to_regclass('regress_priv.owned') IS NOT NULL AS table_kept,
+       (SELECT count(*) FROM ledger.projections WHERE name = 'regress_priv.owned') AS registered,
+       (SELECT count(*) FROM regress_priv.owned) AS owned_rows_after;
+-- SELECT on the table is what verify needs; the owner's role, what drop needs
+SET ROLE regress_ledger_projector;
+GRANT USAGE ON SCHEMA regress_priv TO regress_ledger_other;
+GRANT SELECT ON regress_priv.owned TO regress_ledger_other;
+RESET ROLE;
+SET ROLE regress_ledger_other;
+SELECT ledger.verify_projection('regress_priv.owned');
+SELECT ledger.drop_projection('regress_priv.owned');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT regress_ledger_projector TO regress_ledger_other;
+SET ROLE regress_ledger_other;
+SELECT ledger.rebuild_projection('regress_priv.owned') > 0 AS rebuilt_by_member;
+SELECT ledger.drop_projection('regress_priv.owned');
+RESET ROLE;
+SELECT to_regclass('regress_priv.owned') IS NULL AS dropped_by_member;
+REVOKE regress_ledger_projector FROM regress_ledger_other;
+
 ------------------------------------------------------------------------------
 -- 3. Search-path attacks.  A role plants, in public, functions, operators
 --    and aggregates with the names and signatures the extension uses, and
@@ -316,6 +359,8 @@ GRANT CREATE ON SCHEMA public TO regress_ledger_evil;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger TO regress_ledger_evil;
 GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA ledger TO regress_ledger_evil;
 GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO regress_ledger_evil;
+-- (verify_projection needs SELECT on the projection's table)
+GRANT SELECT ON public.regress_priv_counts TO regress_ledger_evil;
 SET ROLE regress_ledger_evil;
 CREATE TABLE public.regress_calls (fn text, usr text);
 GRANT SELECT, INSERT ON public.regress_calls TO PUBLIC;

@@ -70,6 +70,7 @@ typedef struct RegistryRow
 	char	   *definition;
 	char	   *target;			/* quoted schema.table */
 	Oid			owner;			/* of the table */
+	Oid			relid;			/* the table; InvalidOid if it is gone */
 	FullTransactionId checkpoint_order;
 	int64		checkpoint_position;
 } RegistryRow;
@@ -200,7 +201,7 @@ lookup_registry(const char *name, RegistryRead how)
 	r->state = SPI_getvalue(tup, desc, 3);
 	r->definition = SPI_getvalue(tup, desc, 4);
 	r->target = quote_qualified_identifier(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6));
-	r->owner = ledger_table_owner(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6), NULL);
+	r->owner = ledger_table_owner(SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6), &r->relid);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	r->checkpoint_order = isnull ? FullTransactionIdFromU64(0) : DatumGetFullTransactionId(d);
 	r->checkpoint_position = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
@@ -300,6 +301,39 @@ extension_owner(void)
 	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
 	ReleaseSysCache(tp);
 	return owner;
+}
+
+/*
+ * check_rights -- drop_projection, rebuild_projection and verify_projection
+ * run with their caller's rights (no SECURITY DEFINER) and act as the
+ * extension's owner only after this check: the caller must own the table
+ * (be a member of its owner's role) to drop or rebuild it, and be able to
+ * SELECT from it to verify it.
+ */
+static void
+check_rights(RegistryRow *r, Oid caller, bool select_only)
+{
+	if (superuser_arg(caller))
+		return;
+	if (!OidIsValid(r->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table %s of projection \"%s\" does not exist", r->target, r->name),
+				 errdetail("Without its table, no owner of the projection can be told from other roles."),
+				 errhint("Give the table its name back, or have a superuser act on the projection.")));
+	if (has_privs_of_role(caller, r->owner))
+		return;
+	if (!select_only)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", r->target),
+				 errdetail("Only the owner of projection \"%s\"'s table may drop or rebuild it.",
+						   r->name)));
+	if (pg_class_aclcheck(r->relid, caller, ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", r->target),
+				 errdetail("Verifying projection \"%s\" reads its table.", r->name)));
 }
 
 /* the cursor of the last committed event below the horizon of snap */
@@ -575,13 +609,22 @@ Datum
 ledger_drop_projection(PG_FUNCTION_ARGS)
 {
 	char	   *name = name_arg(fcinfo, 0, "projection name");
+	Oid			caller = GetUserId();
+	LedgerUserSwitch as_extension;
 	RegistryRow *r;
 
-	SPI_connect();
 	if (ledger_builtin_lookup(name) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("projection \"%s\" is built in and cannot be dropped", name)));
+	ledger_become(extension_owner(), false, &as_extension);
+	SPI_connect();
+	r = lookup_registry(name, REGISTRY_LATEST);
+	if (r == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", name)));
+	check_rights(r, caller, false);
 	/* no appender folds into it between our drop and our commit */
 	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
 	r = lookup_registry(name, REGISTRY_FOR_UPDATE);
@@ -589,6 +632,7 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" does not exist", name)));
+	check_rights(r, caller, false);
 	dropping_projection_table = true;
 	PG_TRY();
 	{
@@ -606,6 +650,7 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 					  quote_literal_cstr(r->name)), SPI_OK_DELETE);
 	ledger_projections_changed();
 	SPI_finish();
+	ledger_restore_user(&as_extension);
 	PG_RETURN_VOID();
 }
 
@@ -1092,11 +1137,18 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 {
 	char	   *name = name_arg(fcinfo, 0, "projection name");
 	const BuiltinModel *m = ledger_builtin_lookup(name);
+	Oid			caller = GetUserId();
+	LedgerUserSwitch as_extension;
 	RegistryRow *r;
 	bool		ok;
 
+	ledger_become(extension_owner(), false, &as_extension);
 	if (m != NULL)
-		PG_RETURN_BOOL(ledger_builtin_verify(m));
+	{
+		ok = ledger_builtin_verify(m);
+		ledger_restore_user(&as_extension);
+		PG_RETURN_BOOL(ok);
+	}
 	SPI_connect();
 
 	/*
@@ -1112,8 +1164,10 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" does not exist", name),
 				 errhint("SELECT name FROM ledger.projection_status lists the projections.")));
+	check_rights(r, caller, true);
 	ok = verify_user(r);
 	SPI_finish();
+	ledger_restore_user(&as_extension);
 	PG_RETURN_BOOL(ok);
 }
 
@@ -1125,19 +1179,34 @@ ledger_rebuild_projection(PG_FUNCTION_ARGS)
 {
 	char	   *name = name_arg(fcinfo, 0, "projection name");
 	const BuiltinModel *m = ledger_builtin_lookup(name);
+	Oid			caller = GetUserId();
+	LedgerUserSwitch as_extension;
 	RegistryRow *r;
 	int64		n;
 
+	ledger_become(extension_owner(), false, &as_extension);
 	if (m != NULL)
-		PG_RETURN_INT64(ledger_builtin_rebuild(m));
+	{
+		n = ledger_builtin_rebuild(m);
+		ledger_restore_user(&as_extension);
+		PG_RETURN_INT64(n);
+	}
 	SPI_connect();
-	r = lookup_registry(name, REGISTRY_FOR_UPDATE);
+	r = lookup_registry(name, REGISTRY_LATEST);
+	if (r != NULL)
+	{
+		/* before the row lock: a caller without rights holds up nobody */
+		check_rights(r, caller, false);
+		r = lookup_registry(name, REGISTRY_FOR_UPDATE);
+	}
 	if (r == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" does not exist", name),
 				 errhint("SELECT name FROM ledger.projection_status lists the projections.")));
+	check_rights(r, caller, false);
 	n = rebuild_user(r);
 	SPI_finish();
+	ledger_restore_user(&as_extension);
 	PG_RETURN_INT64(n);
 }
