@@ -326,6 +326,9 @@ ledger_apply_inline(int64 *positions, int n)
 				MemoryContextSwitchTo(cxt);
 				edata = CopyErrorData();
 				FlushErrorState();
+				/* a cancel, a deadlock ...: not the events' fault */
+				if (ledger_error_is_transient(edata->sqlerrcode))
+					ReThrowError(edata);
 				ereport(ERROR,
 						(errcode(edata->sqlerrcode),
 						 errmsg("projection \"%s\" failed on the appended events: %s",

@@ -86,9 +86,33 @@ count_batch(FullTransactionId from_order, int64 from_position,
 }
 
 /*
+ * ledger_error_is_transient -- an error that says nothing about the events
+ * or a definition, and may not happen again: a cancel or timeout, a
+ * shutdown, a deadlock or serialization failure, a lock not available,
+ * resources running out, an I/O error.  Such an error is never taken as a
+ * projection failing, and never swallowed.
+ */
+bool
+ledger_error_is_transient(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_TRANSACTION_ROLLBACK:	/* 40: serialization, deadlock */
+		case ERRCODE_INSUFFICIENT_RESOURCES:	/* 53: out of memory, disk full */
+		case ERRCODE_OPERATOR_INTERVENTION: /* 57: cancel, timeout, shutdown */
+		case ERRCODE_SYSTEM_ERROR:	/* 58: I/O */
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+	}
+}
+
+/*
  * ledger_in_subxact -- fn(arg) in a subtransaction.  On error the
  * subtransaction is rolled back and the error returned (NULL when fn
- * succeeded); the caller decides what it means.  Caller is connected to SPI.
+ * succeeded); the caller decides what it means.  A transient error
+ * (ledger_error_is_transient) is raised again instead: a cancel stays a
+ * cancel.  Caller is connected to SPI.
  */
 ErrorData *
 ledger_in_subxact(void (*fn) (void *arg), void *arg)
@@ -115,6 +139,8 @@ ledger_in_subxact(void (*fn) (void *arg), void *arg)
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
+	if (edata != NULL && ledger_error_is_transient(edata->sqlerrcode))
+		ReThrowError(edata);
 	return edata;
 }
 

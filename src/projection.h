@@ -108,6 +108,7 @@ extern int64 ledger_take_projection_snapshot(const char *name, ProjectionDef *de
 extern void ledger_auto_snapshot_inline(void);
 
 /* catchup.c */
+extern bool ledger_error_is_transient(int sqlerrcode);
 extern ErrorData *ledger_in_subxact(void (*fn) (void *arg), void *arg);
 extern int64 ledger_catch_up_projection(const char *name, int64 max_events,
 										bool allow_handover);
