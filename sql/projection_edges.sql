@@ -6,7 +6,8 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other CASCADE;
+DROP FUNCTION IF EXISTS public.edges_vol(text), public.edges_stable(text), public.edges_imm(text);
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
@@ -222,3 +223,30 @@ RESET statement_timeout;
 SELECT count(*) = :events_before AS nothing_appended FROM ledger.events;
 SELECT state FROM ledger.projection_status WHERE name = 'public.slow_inline';
 SELECT ledger.drop_projection('public.slow_inline');
+
+-- names the query gives without a schema are looked up in pg_catalog only,
+-- where it runs; one that exists in the caller's search_path is refused
+-- with 0A000 (another table, a volatile or stable function, or an
+-- immutable one that must be qualified), and nothing is created.  A name
+-- that exists nowhere keeps its own error (42P01, 42883).
+CREATE TABLE public.edges_other (x int);
+CREATE FUNCTION public.edges_vol(t text) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT t';
+CREATE FUNCTION public.edges_stable(t text) RETURNS text LANGUAGE sql STABLE AS 'SELECT t';
+CREATE FUNCTION public.edges_imm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT t';
+SELECT q, sqlstate_of(format('SELECT ledger.create_projection(%L, %L)', 'public.unq', q)) AS sqlstate
+  FROM (VALUES
+    ('SELECT e.type, count(*) AS n FROM ledger.events e JOIN edges_other o ON true GROUP BY 1'),
+    ('SELECT e.type, count(*) AS n FROM ledger.events e WHERE e.stream IN (SELECT ''x'' FROM edges_other) GROUP BY 1'),
+    ('SELECT edges_vol(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1'),
+    ('SELECT edges_stable(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1'),
+    ('SELECT edges_imm(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1'),
+    ('SELECT e.type, count(*) AS n FROM ledger.events e JOIN edges_nowhere o ON true GROUP BY 1'),
+    ('SELECT edges_nowhere(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1')) v (q);
+SELECT to_regclass('public.unq') IS NULL AS no_table,
+       (SELECT count(*) FROM ledger.projections WHERE name = 'public.unq') AS registered;
+SELECT ledger.create_projection('public.unq', 'SELECT e.type, count(*) AS n FROM ledger.events e JOIN edges_other o ON true GROUP BY 1');
+SELECT ledger.create_projection('public.unq', 'SELECT edges_imm(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1');
+-- qualified, the immutable function is accepted
+SELECT ledger.create_projection('public.unq', 'SELECT public.edges_imm(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1');
+SELECT ledger.verify_projection('public.unq') AS verified;
+SELECT ledger.drop_projection('public.unq');

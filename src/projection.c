@@ -385,6 +385,58 @@ set_cursor(const char *name, FullTransactionId order, int64 position, int64 appl
 static int64 events_between(FullTransactionId from_order, int64 from_position,
 							 FullTransactionId to_order, int64 to_position, int64 above);
 
+typedef struct ParseJob
+{
+	const char *query;
+	ProjectionDef *def;
+} ParseJob;
+
+static void
+parse_job(void *arg)
+{
+	ParseJob   *job = arg;
+
+	job->def = ledger_parse_projection(job->query);
+}
+
+/*
+ * parse_definition -- create_projection's query, analyzed and checked with
+ * search_path = pg_catalog, pg_temp, where it will run.  A relation or
+ * function that does not resolve there (42P01, 42883) but does in the
+ * caller's search_path is named without its schema: that is refused with
+ * 0A000, as the contract wants for another table or a volatile function,
+ * which is what checking the query in the caller's search_path then says.
+ */
+static ProjectionDef *
+parse_definition(const char *query)
+{
+	ParseJob	job = {query, NULL};
+	int			nest = ledger_push_fixed_search_path();
+	ErrorData  *edata = ledger_in_subxact(parse_job, &job);
+	ErrorData  *again;
+
+	AtEOXact_GUC(true, nest);
+	if (edata == NULL)
+		return job.def;
+	if (edata->sqlerrcode != ERRCODE_UNDEFINED_TABLE &&
+		edata->sqlerrcode != ERRCODE_UNDEFINED_FUNCTION)
+		ReThrowError(edata);
+
+	again = ledger_in_subxact(parse_job, &job);
+	if (again == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projection query not supported: it names a %s without its schema",
+						edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ? "relation" : "function"),
+				 errdetail("The query is analyzed and run with search_path = pg_catalog, pg_temp, where %s.",
+						   edata->message),
+				 errhint("Qualify the name with its schema.")));
+	if (again->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)
+		ReThrowError(again);
+	ReThrowError(edata);
+	return NULL;				/* keep the compiler quiet */
+}
+
 /*
  * ledger.create_projection(name, query, mode) -> void
  */
@@ -426,9 +478,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 				 errhint("The modes are inline and async.")));
 
 	/* the definition first: its errors come before any about the name */
-	nest = ledger_push_fixed_search_path();
-	def = ledger_parse_projection(query);
-	AtEOXact_GUC(true, nest);
+	def = parse_definition(query);
 
 	/* the table: in the caller's search_path, with the caller's rights */
 #if PG_VERSION_NUM >= 160000
