@@ -266,8 +266,7 @@ ledger_builtin_rebuild(const BuiltinModel *m)
 				 errhint("Run it in a READ COMMITTED transaction.")));
 	SPI_connect();
 	/* SHARE ROW EXCLUSIVE: holds appends, and a second rebuild, until commit */
-	if (SPI_execute("LOCK TABLE ledger.events IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not lock ledger.events");
+	ledger_lock_events(ShareRowExclusiveLock);
 	nevents = spi_int8("SELECT pg_catalog.count(*) FROM ONLY ledger.events");
 	if (m->table != NULL)
 	{

@@ -16,16 +16,23 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 
 #include "ledger_cqrs.h"
 
@@ -486,5 +493,83 @@ insert_index_entries(Relation rel, HeapTuple tuple)
 	{
 		ExecDropSingleTupleTableSlot(slot);
 		FreeExecutorState(estate);
+	}
+}
+
+/*
+ * try_lock_queued -- mode on relid, waiting in the lock queue for at most
+ * timeout_ms (lock_timeout, in a subtransaction that a 55P03 rolls back).
+ * While we wait there, appenders queue behind us: the timeout bounds that.
+ */
+static bool
+try_lock_queued(Oid relid, LOCKMODE mode, int timeout_ms)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool locked = false;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		int			nest = NewGUCNestLevel();
+
+		(void) set_config_option("lock_timeout", psprintf("%d", timeout_ms),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		LockRelationOid(relid, mode);
+		AtEOXact_GUC(true, nest);
+		ReleaseCurrentSubTransaction();
+		locked = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return locked;
+}
+
+/*
+ * ledger_lock_events -- take mode (SHARE, or SHARE ROW EXCLUSIVE), which
+ * holds appends still, on ledger.events without letting one long appending
+ * transaction stall every other appender.  A plain LOCK TABLE would wait
+ * in the queue for that transaction, and every new append would queue
+ * behind it.  Instead: the lock if it is free; else wait, outside the
+ * queue, for the appenders in flight to end (those that begin meanwhile go
+ * on), then queue for at most 20 ms; else pause and start again.  Appends
+ * are held up for at most those 20 ms at a time, and for as long as the
+ * caller holds the lock.
+ */
+void
+ledger_lock_events(LOCKMODE mode)
+{
+	Oid			events = ledger_catalog()->events;
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, events);
+	for (int attempt = 1;; attempt++)
+	{
+		if (ConditionalLockRelationOid(events, mode))
+			return;
+		/* out of the queue: those in flight end, new ones go on */
+		WaitForLockers(tag, mode, false);
+		if (try_lock_queued(events, mode, 20))
+			return;
+		/* a pause out of the queue, longer each time (up to 200 ms) */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(10L * attempt, 200L), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 }

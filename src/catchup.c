@@ -417,8 +417,7 @@ catch_up_pinned(const char *name, int64 max_events, bool allow_handover)
 	}
 
 	/* hand-over: no appender can run between this fold and our commit */
-	if (SPI_execute("LOCK TABLE ledger.events IN SHARE MODE", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not lock ledger.events");
+	ledger_lock_events(ShareLock);
 	{
 		BatchEnd	last;
 		int64		rest = count_batch(end.order, end.position,

@@ -22,6 +22,7 @@
 #include "utils/snapshot.h"
 #include "executor/tuptable.h"
 #include "storage/itemptr.h"
+#include "storage/lockdefs.h"
 
 /* Columns of ledger.events, in table order. */
 #define Anum_events_position	1
@@ -76,6 +77,7 @@ extern HeapTuple ledger_form_row(Relation rel, const Oid *types, int natts,
 								 Datum *values, bool *nulls);
 extern void ledger_insert_tuple(Relation rel, HeapTuple tuple);
 extern bool ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple);
+extern void ledger_lock_events(LOCKMODE mode);
 extern bool ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys,
 									 text **keys, Snapshot snapshot,
 									 TupleTableSlot *slot);

@@ -277,7 +277,7 @@ lock_log_head(const char *what)
 				 errmsg("%s of an inline projection cannot run in a REPEATABLE READ or SERIALIZABLE transaction", what),
 				 errdetail("It reads the log up to its head under a lock, and a transaction snapshot older than the lock would miss events."),
 				 errhint("Run it in a READ COMMITTED transaction.")));
-	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+	ledger_lock_events(ShareLock);
 }
 
 static int64
@@ -676,7 +676,7 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" does not exist", name)));
 	check_rights(r, caller, false);
 	/* no appender folds into it between our drop and our commit */
-	spi_exec("LOCK TABLE ledger.events IN SHARE MODE", SPI_OK_UTILITY);
+	ledger_lock_events(ShareLock);
 	r = lookup_registry(name, REGISTRY_FOR_UPDATE);
 	if (r == NULL)
 		ereport(ERROR,
