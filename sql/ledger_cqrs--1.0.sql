@@ -328,7 +328,21 @@ SELECT a.datid, a.pid, a.backend_start FROM pg_catalog.pg_stat_activity a
 -- Built-in read models and live inline projections are maintained in the
 -- appending transaction, so they are at the head of the log and never lag.
 CREATE VIEW ledger.projection_status AS
-SELECT p.name, p.kind, p.mode, p.state,
+SELECT p.name, p.kind, p.mode,
+       -- a rebuild writes its state in its own transaction; what others
+       -- see is the lock it holds until it commits (LEDGER_LOCK_REBUILD,
+       -- keyed by the 64-bit hash of the name, as the C code takes it)
+       CASE WHEN EXISTS (
+                SELECT FROM pg_catalog.pg_locks l
+                 WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
+                   AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                   AND l.objsubid OPERATOR(pg_catalog.=) 19461
+                   AND l.classid OPERATOR(pg_catalog.=) ((pg_catalog.hashtextextended(p.name, 0) OPERATOR(pg_catalog.>>) 32)
+                                        OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid
+                   AND l.objid OPERATOR(pg_catalog.=) (pg_catalog.hashtextextended(p.name, 0)
+                                        OPERATOR(pg_catalog.&) 4294967295)::pg_catalog.oid)
+            THEN 'rebuilding' ELSE p.state END AS state,
        CASE WHEN p.kind = 'builtin' OR (p.mode = 'inline' AND p.state = 'live')
             THEN (SELECT pg_catalog.max(e.position) FROM ledger.events e)
             ELSE p.checkpoint_position END AS checkpoint,

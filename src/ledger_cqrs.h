@@ -47,6 +47,7 @@
 #define LEDGER_LOCK_BALANCE		0x4C02
 #define LEDGER_LOCK_SNAPSHOT	0x4C03
 #define LEDGER_LOCK_PROJECTOR	0x4C04	/* held for life by a database's projector */
+#define LEDGER_LOCK_REBUILD		0x4C05	/* held by rebuild_projection: state 'rebuilding' */
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog

@@ -24,6 +24,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
@@ -41,6 +42,7 @@
 #include "utils/xid8.h"
 
 #include "ledger_cqrs.h"
+#include "ledger.h"
 #include "builtin.h"
 #include "readlog.h"
 #include "projection.h"
@@ -1222,6 +1224,18 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 }
 
 /*
+ * mark_rebuilding -- hold, until commit, the lock that projection_status
+ * reads as state 'rebuilding' (the registry row's own state is written in
+ * the rebuild's transaction, which no one else sees before it commits).
+ */
+static void
+mark_rebuilding(const char *name)
+{
+	ledger_lock_hash(hash_bytes_extended((const unsigned char *) name, strlen(name), 0),
+					 LEDGER_LOCK_REBUILD, ExclusiveLock);
+}
+
+/*
  * ledger.rebuild_projection(name) -> bigint: events replayed
  */
 Datum
@@ -1237,6 +1251,7 @@ ledger_rebuild_projection(PG_FUNCTION_ARGS)
 	ledger_become(extension_owner(), false, &as_extension);
 	if (m != NULL)
 	{
+		mark_rebuilding(ledger_builtin_name(m));
 		n = ledger_builtin_rebuild(m);
 		ledger_restore_user(&as_extension);
 		PG_RETURN_INT64(n);
@@ -1255,6 +1270,7 @@ ledger_rebuild_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" does not exist", name),
 				 errhint("SELECT name FROM ledger.projection_status lists the projections.")));
 	check_rights(r, caller, false);
+	mark_rebuilding(r->name);
 	n = rebuild_user(r);
 	SPI_finish();
 	ledger_restore_user(&as_extension);
