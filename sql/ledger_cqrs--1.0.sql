@@ -193,7 +193,7 @@ CREATE TABLE ledger.balance_snapshots (
     balance        numeric     NOT NULL,
     PRIMARY KEY (account, currency, position)
 );
-CREATE INDEX balance_snapshots_time_idx ON ledger.balance_snapshots (account, currency, recorded_at);
+CREATE INDEX balance_snapshots_time_idx ON ledger.balance_snapshots (account, currency, recorded_at, position);
 
 -- The trial balance, derived from the balances rather than kept as one row
 -- per currency that every transfer would have to update.

@@ -60,7 +60,9 @@
  * environment, whoever calls: search_path = pg_catalog, pg_temp, and the
  * settings that decide what a literal means (TimeZone, DateStyle,
  * IntervalStyle, standard_conforming_strings), so a literal such as
- * '2024-01-01'::timestamptz or 'a\b' means the same in every session.  Returns the GUC nest level to pass to AtEOXact_GUC.
+ * '2024-01-01'::timestamptz or 'a\b' means the same in every session;
+ * and extra_float_digits (1: the exact shortest form), so a snapshot's
+ * floats read back exactly.  Returns the GUC nest level to pass to AtEOXact_GUC.
  */
 int
 ledger_push_fixed_search_path(void)
@@ -71,6 +73,8 @@ ledger_push_fixed_search_path(void)
 		{"DateStyle", "ISO, YMD"},
 		{"IntervalStyle", "postgres"},
 		{"standard_conforming_strings", "on"},
+		/* how snapshots (to_jsonb) write a float: exactly */
+		{"extra_float_digits", "1"},
 	};
 	int			nest = NewGUCNestLevel();
 	size_t		i;
@@ -534,7 +538,21 @@ ledger_parse_projection(const char *query)
 
 	/* the hash that stamps snapshots: of the normalized query */
 #if PG_VERSION_NUM >= 150000
-	normalized = pg_get_querydef(q, false);
+	{
+		/* the same text whoever deparses: names quoted only as needed */
+		bool		save_quote_all = quote_all_identifiers;
+
+		quote_all_identifiers = false;
+		PG_TRY();
+		{
+			normalized = pg_get_querydef(q, false);
+		}
+		PG_FINALLY();
+		{
+			quote_all_identifiers = save_quote_all;
+		}
+		PG_END_TRY();
+	}
 #else
 	normalized = nodeToString(q->targetList);
 #endif

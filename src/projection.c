@@ -894,6 +894,36 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 }
 
 /*
+ * snapshot_columns -- the select list that reads a snapshot's row j (as
+ * to_jsonb made it) back into the table's columns, through r, its
+ * jsonb_populate_record.  A jsonb column is taken from j itself: r would
+ * turn a JSON null (a legal group key, e.g. data->'x' of {"x": null})
+ * into SQL NULL.  Group keys are never SQL NULL (they are the primary key),
+ * and no allowed aggregate is jsonb, so JSON null there is always JSON null.
+ */
+static char *
+snapshot_columns(ProjectionDef *def)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < def->ncols; i++)
+	{
+		const char *col = quote_identifier(def->colnames[i]);
+
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (def->coltypes[i] == JSONBOID)
+			appendStringInfo(&buf, "j OPERATOR(pg_catalog.->) %s",
+							 quote_literal_cstr(def->colnames[i]));
+		else
+			appendStringInfo(&buf, "r.%s", col);
+	}
+	return buf.data;
+}
+
+/*
  * latest_snapshot -- the newest snapshot of name whose definition hash
  * matches; false if none.  Loads its rows into table into.  *position_cut:
  * it holds exactly the events at or below *position (an inline
@@ -937,8 +967,9 @@ latest_snapshot(const char *name, ProjectionDef *def, const char *target, Oid ow
 		rows = PointerGetDatum(PG_DETOAST_DATUM_COPY(rows));
 		ledger_become(owner, true, &save);
 		rc = SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
-											" pg_catalog.jsonb_populate_recordset(NULL::%s, $1) r",
-											into, cols, ledger_projection_columns(def, "r"), target),
+											" pg_catalog.jsonb_array_elements($1) j,"
+											" LATERAL pg_catalog.jsonb_populate_record(NULL::%s, j) r",
+											into, cols, snapshot_columns(def), target),
 								   1, &jtype, &rows, NULL, false, 0);
 		ledger_restore_user(&save);
 		if (rc != SPI_OK_INSERT)
