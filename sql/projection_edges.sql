@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other, public.rc, public.rc_away CASCADE;
 DROP FUNCTION IF EXISTS public.edges_vol(text), public.edges_stable(text), public.edges_imm(text);
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
 CREATE EXTENSION ledger_cqrs;
@@ -250,3 +250,16 @@ SELECT ledger.create_projection('public.unq', 'SELECT edges_imm(e.type) AS t, co
 SELECT ledger.create_projection('public.unq', 'SELECT public.edges_imm(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1');
 SELECT ledger.verify_projection('public.unq') AS verified;
 SELECT ledger.drop_projection('public.unq');
+
+-- a projection's table renamed away fails appends (42P01); renamed back,
+-- appends in the same session work again (the cached list is dropped on
+-- any relation change while a table is missing)
+SELECT ledger.create_projection('public.rc', 'SELECT e.type, count(*) AS n FROM ledger.events e WHERE e.type = ''Rc'' GROUP BY 1');
+SELECT ledger.append('rc', 'Rc', '{}') AS version;
+ALTER TABLE public.rc RENAME TO rc_away;
+SELECT sqlstate_of($$SELECT ledger.append('rc', 'Rc', '{}')$$);
+ALTER TABLE public.rc_away RENAME TO rc;
+SELECT ledger.append('rc', 'Rc', '{}') AS version;
+SELECT n FROM public.rc;
+SELECT ledger.verify_projection('public.rc') AS verified;
+SELECT ledger.drop_projection('public.rc');

@@ -70,8 +70,13 @@ registry_inval_callback(Datum arg, Oid relid)
 	ListCell   *lc;
 	bool		ours = (relid == InvalidOid || relid == registry_relid);
 
+	/*
+	 * A projection whose table was missing (renamed away) has no relid to
+	 * match: any relation's change may be its table coming back.
+	 */
 	foreach(lc, projections)
-		ours = ours || ((Projection *) lfirst(lc))->relid == relid;
+		ours = ours || ((Projection *) lfirst(lc))->relid == relid ||
+			!OidIsValid(((Projection *) lfirst(lc))->relid);
 	if (ours)
 	{
 		projections_valid = false;
