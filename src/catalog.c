@@ -497,47 +497,75 @@ insert_index_entries(Relation rel, HeapTuple tuple)
 }
 
 /*
- * try_lock_queued -- mode on relid, waiting in the lock queue for at most
- * timeout_ms (lock_timeout, in a subtransaction that a 55P03 rolls back).
- * While we wait there, appenders queue behind us: the timeout bounds that.
+ * ledger_try_in_subxact -- fn(arg) in a subtransaction.  On error the
+ * subtransaction is rolled back and the error returned (NULL when fn
+ * succeeded); the caller decides what it means.
  */
-static bool
-try_lock_queued(Oid relid, LOCKMODE mode, int timeout_ms)
+ErrorData *
+ledger_try_in_subxact(void (*fn) (void *arg), void *arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool locked = false;
+	int			depth = ledger_maintenance_depth;
+	ErrorData  *volatile edata = NULL;
 
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		int			nest = NewGUCNestLevel();
-
-		(void) set_config_option("lock_timeout", psprintf("%d", timeout_ms),
-								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		LockRelationOid(relid, mode);
-		AtEOXact_GUC(true, nest);
+		fn(arg);
 		ReleaseCurrentSubTransaction();
-		locked = true;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			ReThrowError(edata);
-		FreeErrorData(edata);
+		ledger_maintenance_depth = depth;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
-	return locked;
+	return edata;
+}
+
+typedef struct QueuedLock
+{
+	Oid			relid;
+	LOCKMODE	mode;
+	int			timeout_ms;
+} QueuedLock;
+
+static void
+lock_with_timeout(void *arg)
+{
+	QueuedLock *q = arg;
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("lock_timeout", psprintf("%d", q->timeout_ms),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	LockRelationOid(q->relid, q->mode);
+	AtEOXact_GUC(true, nest);
+}
+
+/*
+ * try_lock_queued -- mode on relid, waiting in the lock queue for at most
+ * timeout_ms (lock_timeout, in a subtransaction that a 55P03 rolls back;
+ * a granted lock passes to our transaction).  While we wait there,
+ * appenders queue behind us: the timeout bounds that.
+ */
+static bool
+try_lock_queued(Oid relid, LOCKMODE mode, int timeout_ms)
+{
+	QueuedLock	q = {relid, mode, timeout_ms};
+	ErrorData  *edata = ledger_try_in_subxact(lock_with_timeout, &q);
+
+	if (edata == NULL)
+		return true;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*

@@ -108,37 +108,15 @@ ledger_error_is_transient(int sqlerrcode)
 }
 
 /*
- * ledger_in_subxact -- fn(arg) in a subtransaction.  On error the
- * subtransaction is rolled back and the error returned (NULL when fn
- * succeeded); the caller decides what it means.  A transient error
- * (ledger_error_is_transient) is raised again instead: a cancel stays a
- * cancel.  Caller is connected to SPI.
+ * ledger_in_subxact -- ledger_try_in_subxact, except that a transient error
+ * (ledger_error_is_transient) is raised again instead of returned: a cancel
+ * stays a cancel.  Caller is connected to SPI.
  */
 ErrorData *
 ledger_in_subxact(void (*fn) (void *arg), void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	int			depth = ledger_maintenance_depth;
-	ErrorData  *volatile edata = NULL;
+	ErrorData  *edata = ledger_try_in_subxact(fn, arg);
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		ledger_maintenance_depth = depth;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
 	if (edata != NULL && ledger_error_is_transient(edata->sqlerrcode))
 		ReThrowError(edata);
 	return edata;

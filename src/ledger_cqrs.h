@@ -79,6 +79,7 @@ extern HeapTuple ledger_form_row(Relation rel, const Oid *types, int natts,
 extern void ledger_insert_tuple(Relation rel, HeapTuple tuple);
 extern bool ledger_update_tuple(Relation rel, ItemPointer otid, HeapTuple tuple);
 extern void ledger_lock_events(LOCKMODE mode);
+extern ErrorData *ledger_try_in_subxact(void (*fn) (void *arg), void *arg);
 extern bool ledger_fetch_by_text_key(Relation rel, Oid indexoid, int nkeys,
 									 text **keys, Snapshot snapshot,
 									 TupleTableSlot *slot);
