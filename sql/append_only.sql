@@ -6,6 +6,8 @@ DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 CREATE EXTENSION ledger_cqrs;
 DROP ROLE IF EXISTS regress_ledger_app;
 DROP ROLE IF EXISTS regress_ledger_nobody;
+DROP SCHEMA IF EXISTS regress_guard, regress_guard_away CASCADE;
+DROP ROLE IF EXISTS regress_ledger_owner;
 RESET client_min_messages;
 
 SELECT ledger.append('s', 'Created', '{"n": 1}');
@@ -149,10 +151,99 @@ SELECT tgname, tgenabled, tgfoid::regproc FROM pg_trigger
 SELECT count(*) AS children FROM pg_inherits
  WHERE inhparent IN ('ledger.events'::regclass, 'ledger.balances'::regclass, 'ledger.currencies'::regclass)
     OR inhrelid IN ('ledger.events'::regclass, 'ledger.balances'::regclass, 'ledger.currencies'::regclass);
+-- nor may another table, foreign or not, inherit from a guarded one: its
+-- rows would show in the log, unguarded (42501); the guard checks the
+-- parent a child names, not only the table altered
+CREATE TABLE pg_temp.orphan_events (LIKE ledger.events INCLUDING CONSTRAINTS);
+ALTER TABLE pg_temp.orphan_events INHERIT ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE pg_temp.orphan_balances (LIKE ledger.balances);
+ALTER TABLE pg_temp.orphan_balances INHERIT ledger.balances;
+\echo :LAST_ERROR_SQLSTATE
+CREATE FOREIGN DATA WRAPPER regress_ledger_dummy;
+CREATE SERVER regress_ledger_server FOREIGN DATA WRAPPER regress_ledger_dummy;
+CREATE FOREIGN TABLE public.fake_events_ft () INHERITS (ledger.events) SERVER regress_ledger_server;
+\echo :LAST_ERROR_SQLSTATE
+CREATE FOREIGN TABLE public.events_ft (
+    position bigint NOT NULL, stream text COLLATE "C" NOT NULL, version bigint NOT NULL,
+    type text COLLATE "C" NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL,
+    recorded_at timestamptz NOT NULL, tx_order xid8 NOT NULL,
+    CONSTRAINT events_stream_check CHECK (octet_length(stream) BETWEEN 1 AND 255),
+    CONSTRAINT events_type_check CHECK (octet_length(type) BETWEEN 1 AND 255),
+    CONSTRAINT events_version_check CHECK (version > 0)) SERVER regress_ledger_server;
+ALTER FOREIGN TABLE public.events_ft INHERIT ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE public.events_ft INHERIT ledger.events;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS children FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent
+ WHERE c.relnamespace = 'ledger'::regnamespace;
+SELECT to_regclass('public.fake_events_ft') IS NULL AS no_fake_table;
+DROP FOREIGN TABLE public.events_ft;
+DROP SERVER regress_ledger_server;
+DROP FOREIGN DATA WRAPPER regress_ledger_dummy;
+-- nor turn unlogged, which a crash would empty (42501), even in one
+-- statement with an allowed change; SET LOGGED is allowed
+ALTER TABLE ledger.events SET UNLOGGED;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events ALTER COLUMN data SET STATISTICS 300, SET UNLOGGED;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.balances SET UNLOGGED;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.projections SET UNLOGGED;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events SET LOGGED;
+SELECT count(*) AS unlogged FROM pg_class
+ WHERE relnamespace = 'ledger'::regnamespace AND relpersistence <> 'p';
+-- nor get a rule, which could turn a refused write into a silent no-op
+-- (42501)
+CREATE RULE forget_updates AS ON UPDATE TO ledger.events DO INSTEAD NOTHING;
+\echo :LAST_ERROR_SQLSTATE
+CREATE OR REPLACE RULE forget_deletes AS ON DELETE TO ledger.events DO INSTEAD NOTHING;
+\echo :LAST_ERROR_SQLSTATE
+CREATE RULE keep_balances AS ON DELETE TO ledger.balances DO INSTEAD NOTHING;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rules FROM pg_rules WHERE schemaname = 'ledger';
+UPDATE ledger.events SET type = 'Forged';
+\echo :LAST_ERROR_SQLSTATE
+-- nor be renamed or moved, nor have its columns or indexes renamed: the C
+-- code finds the extension's relations by name in schema ledger (42501)
+ALTER TABLE ledger.events RENAME TO events_moved;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events SET SCHEMA public;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events RENAME COLUMN data TO payload;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events RENAME CONSTRAINT events_pkey TO events_key;
+\echo :LAST_ERROR_SQLSTATE
+ALTER INDEX ledger.events_pkey RENAME TO events_key;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.events_tx_order_idx RENAME TO events_order;
+\echo :LAST_ERROR_SQLSTATE
+ALTER SEQUENCE ledger.events_position_seq RENAME TO events_seq;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.balances RENAME COLUMN balance TO amount;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE ledger.projections SET SCHEMA public;
+\echo :LAST_ERROR_SQLSTATE
+ALTER VIEW ledger.currency_totals RENAME TO totals;
+\echo :LAST_ERROR_SQLSTATE
+SELECT c.relname, c.relkind FROM pg_class c
+ WHERE c.relnamespace = 'ledger'::regnamespace AND c.relkind <> 't'
+   AND (c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'ledger.events'::regclass)
+        OR c.relname IN ('events', 'events_position_seq', 'balances', 'projections', 'currency_totals'))
+ ORDER BY 1;
+SELECT string_agg(attname, ', ' ORDER BY attnum) AS events_columns FROM pg_attribute
+ WHERE attrelid = 'ledger.events'::regclass AND attnum > 0;
+SELECT attname FROM pg_attribute WHERE attrelid = 'ledger.balances'::regclass AND attname = 'balance';
 -- (ordinary tables are unaffected)
 CREATE TABLE pg_temp.ordinary_parent (x int);
 CREATE TABLE pg_temp.ordinary_child () INHERITS (pg_temp.ordinary_parent);
 CREATE OR REPLACE TRIGGER mine BEFORE INSERT ON pg_temp.ordinary_child FOR EACH ROW EXECUTE FUNCTION pg_temp.noop_guard();
+CREATE RULE mine AS ON UPDATE TO pg_temp.ordinary_child DO INSTEAD NOTHING;
+ALTER TABLE pg_temp.ordinary_parent RENAME COLUMN x TO y;
+ALTER TABLE pg_temp.ordinary_child RENAME TO ordinary_renamed;
+CREATE TABLE pg_temp.ordinary_orphan (y int);
+ALTER TABLE pg_temp.ordinary_orphan INHERIT pg_temp.ordinary_renamed;
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'ledger.events'::regclass AND NOT tgisinternal ORDER BY tgname;
 SELECT attstattarget FROM pg_attribute WHERE attrelid = 'ledger.events'::regclass AND attname = 'data';
@@ -240,6 +331,50 @@ REVOKE ALL ON FUNCTION ledger.append(text, text, jsonb, bigint, jsonb),
                        ledger.read_all(bigint, integer) FROM regress_ledger_app;
 DROP ROLE regress_ledger_app;
 DROP ROLE regress_ledger_nobody;
+
+-- A projection's table, owned by an ordinary role, is guarded so against
+-- its owner too (42501).  It may be renamed or moved: its fold then fails,
+-- naming the projection, until it is back (sql/projection_edges.sql).
+CREATE ROLE regress_ledger_owner LOGIN;
+CREATE SCHEMA regress_guard AUTHORIZATION regress_ledger_owner;
+CREATE SCHEMA regress_guard_away AUTHORIZATION regress_ledger_owner;
+GRANT USAGE ON SCHEMA ledger TO regress_ledger_owner;
+GRANT EXECUTE ON FUNCTION ledger.create_projection(text, text, text) TO regress_ledger_owner;
+GRANT SELECT ON ledger.events, ledger.projections TO regress_ledger_owner;
+SET ROLE regress_ledger_owner;
+SELECT ledger.create_projection('regress_guard.counts', 'SELECT e.type, count(*) AS n FROM ledger.events e GROUP BY 1');
+ALTER TABLE regress_guard.counts SET UNLOGGED;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE regress_guard.counts RENAME COLUMN n TO how_many;
+\echo :LAST_ERROR_SQLSTATE
+CREATE RULE keep_counts AS ON DELETE TO regress_guard.counts DO INSTEAD NOTHING;
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE regress_guard.more_counts () INHERITS (regress_guard.counts);
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE regress_guard.orphan_counts (LIKE regress_guard.counts);
+ALTER TABLE regress_guard.orphan_counts INHERIT regress_guard.counts;
+\echo :LAST_ERROR_SQLSTATE
+SELECT c.relpersistence,
+       (SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute
+         WHERE attrelid = c.oid AND attnum > 0) AS columns,
+       (SELECT count(*) FROM pg_rewrite WHERE ev_class = c.oid) AS rules,
+       (SELECT count(*) FROM pg_inherits WHERE inhparent = c.oid) AS children
+  FROM pg_class c WHERE c.oid = 'regress_guard.counts'::regclass;
+-- renamed and moved away, and back: maintained again
+ALTER TABLE regress_guard.counts RENAME TO counts_away;
+ALTER TABLE regress_guard.counts_away SET SCHEMA regress_guard_away;
+ALTER TABLE regress_guard_away.counts_away SET SCHEMA regress_guard;
+ALTER TABLE regress_guard.counts_away RENAME TO counts;
+RESET ROLE;
+SELECT ledger.append('guarded', 'Guarded', '{}');
+SELECT n FROM regress_guard.counts WHERE type = 'Guarded';
+SELECT ledger.verify_projection('regress_guard.counts') AS verified;
+SELECT ledger.drop_projection('regress_guard.counts');
+DROP SCHEMA regress_guard, regress_guard_away CASCADE;
+REVOKE ALL ON SCHEMA ledger FROM regress_ledger_owner;
+REVOKE ALL ON ledger.events, ledger.projections FROM regress_ledger_owner;
+REVOKE ALL ON FUNCTION ledger.create_projection(text, text, text) FROM regress_ledger_owner;
+DROP ROLE regress_ledger_owner;
 
 -- With the guard switched off, a column added by hand makes the writes
 -- fail cleanly (55000), with nothing appended, instead of forming rows

@@ -480,13 +480,17 @@ CREATE EVENT TRIGGER ledger_projection_tables ON sql_drop
 ALTER EVENT TRIGGER ledger_projection_tables ENABLE ALWAYS;
 
 -- The triggers above, on the log, the read models and projection tables,
--- are not switched off, made to skip replica sessions, or dropped, and the
--- log's columns are not rewritten: not by their owner, not by a superuser
--- (who can still disable this event trigger first).
+-- are not switched off, made to skip replica sessions, or dropped; the
+-- log's columns are not rewritten, the extension's relations not renamed
+-- or moved, and no guarded table inherited, made unlogged or given a rule:
+-- not by their owner, not by a superuser (who can still disable this event
+-- trigger first).
 CREATE FUNCTION ledger.guard_triggers() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ledger_guard_ddl';
 CREATE EVENT TRIGGER ledger_guard_triggers ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'CREATE TABLE', 'CREATE TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SEQUENCE',
+                 'ALTER VIEW', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE TRIGGER',
+                 'DROP TRIGGER', 'CREATE RULE')
     EXECUTE FUNCTION ledger.guard_triggers();
 ALTER EVENT TRIGGER ledger_guard_triggers ENABLE ALWAYS;
 

@@ -20,7 +20,8 @@
  * projections.
  *
  * An event trigger keeps these triggers, and the read-only guards of the
- * read models and projection tables, from being switched off or dropped
+ * read models and projection tables, from being switched off or dropped,
+ * and the tables they guard from DDL that would get around them
  * (ledger_guard_ddl).
  *
  *-------------------------------------------------------------------------
@@ -31,6 +32,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
@@ -255,21 +257,44 @@ relation_name(Oid relid)
 									  get_rel_name(relid));
 }
 
-/*
- * refuse_hierarchy -- relid, a table the extension guards (it has one of our
- * triggers), must not join an inheritance tree or a partitioned table:
- * statement triggers fire only on the table a statement names, so writes
- * routed through a parent would pass the guard, and a parent's scans would
- * show a child's rows.
- */
-static void
-refuse_hierarchy(Oid relid, Oid extension, const char *what)
+/* one of the extension's relations, or an index of one */
+static bool
+extension_relation(Oid relid, Oid extension)
 {
-	if (OidIsValid(relid) && guard_trigger(relid, NULL, extension) != NULL)
+	if (get_rel_relkind(relid) == RELKIND_INDEX)
+		relid = IndexGetRelation(relid, false);
+	return getExtensionOfObject(RelationRelationId, relid) == extension;
+}
+
+/*
+ * guarded -- relid is one of the extension's relations, or a table it
+ * guards with one of its triggers (a projection's table).
+ */
+static bool
+guarded(Oid relid, Oid extension)
+{
+	return OidIsValid(relid) &&
+		(extension_relation(relid, extension) ||
+		 guard_trigger(relid, NULL, extension) != NULL);
+}
+
+/*
+ * Why a guarded table stays out of inheritance trees and partitioned
+ * tables: statement triggers fire only on the table a statement names, so
+ * writes routed through a parent would pass the guard, and a parent's scans
+ * would show a child's rows.
+ */
+#define HIERARCHY_DETAIL "Writes or reads through another table would pass the extension's guards."
+
+/* refuse_guarded -- refuse what, if relid is guarded */
+static void
+refuse_guarded(Oid relid, Oid extension, const char *what, const char *detail)
+{
+	if (guarded(relid, extension))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s is guarded by ledger_cqrs: %s is not allowed", relation_name(relid), what),
-				 errdetail("Writes or reads through another table would pass the extension's guards.")));
+				 errdetail("%s", detail)));
 }
 
 static void
@@ -285,12 +310,15 @@ refuse_trigger_change(Oid relid, const char *trigger, const char *what)
 
 /*
  * ledger.guard_triggers() -- event trigger on ddl_command_start for ALTER
- * TABLE and DROP TRIGGER, ENABLE ALWAYS.  The triggers that keep the log
- * append-only and the read models and projection tables read-only must not
- * be switched off, made to skip replica sessions, or dropped; and the
- * columns of the extension's tables must not be added, dropped or retyped
- * (the C code writes their rows column by column, and the log's events
- * must not be rewritten).
+ * TABLE (and FOREIGN TABLE, INDEX, SEQUENCE, VIEW), CREATE [FOREIGN] TABLE,
+ * CREATE and DROP TRIGGER and CREATE RULE, ENABLE ALWAYS.  The triggers
+ * that keep the log append-only and the read models and projection tables
+ * read-only must not be switched off, made to skip replica sessions, or
+ * dropped; the columns of the extension's tables must not be added,
+ * dropped or retyped (the C code writes their rows column by column, and
+ * the log's events must not be rewritten), nor its relations renamed or
+ * moved (the C code finds them by name); no guarded table may join an
+ * inheritance tree, turn unlogged, or get a rule.
  * This holds for the superuser too, who can still take the guard itself
  * away (ALTER EVENT TRIGGER ... DISABLE): it stops mistakes and casual
  * tampering, not a determined superuser.  Extension scripts pass.  Commands
@@ -336,11 +364,17 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 					trigger = guard_trigger(relid, NULL, extension);
 					break;
 				case AT_AddInherit:
-					refuse_hierarchy(relid, extension, "INHERIT");
+					refuse_guarded(relid, extension, "INHERIT", HIERARCHY_DETAIL);
+					refuse_guarded(RangeVarGetRelid((RangeVar *) cmd->def, NoLock, true),
+								   extension, "inheriting from it", HIERARCHY_DETAIL);
 					break;
 				case AT_AttachPartition:
-					refuse_hierarchy(RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
-									 extension, "ATTACH PARTITION");
+					refuse_guarded(RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
+								   extension, "ATTACH PARTITION", HIERARCHY_DETAIL);
+					break;
+				case AT_SetUnLogged:
+					refuse_guarded(relid, extension, "SET UNLOGGED",
+								   "A crash would empty it, and replicas would not receive its rows.");
 					break;
 				case AT_AddColumn:
 				case AT_AlterColumnType:
@@ -371,12 +405,48 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 									  "limited to origin sessions");
 		}
 	}
-	else if (IsA(stmt, CreateStmt))
+	else if (IsA(stmt, CreateStmt) || IsA(stmt, CreateForeignTableStmt))
 	{
-		/* CREATE TABLE ... INHERITS (guarded) or PARTITION OF (guarded) */
+		/* CREATE [FOREIGN] TABLE ... INHERITS (guarded) or PARTITION OF (guarded) */
 		foreach(lc, ((CreateStmt *) stmt)->inhRelations)
-			refuse_hierarchy(RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true),
-							 extension, "inheriting from it");
+			refuse_guarded(RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true),
+						   extension, "inheriting from it", HIERARCHY_DETAIL);
+	}
+	else if (IsA(stmt, RenameStmt) || IsA(stmt, AlterObjectSchemaStmt))
+	{
+		/*
+		 * The C code and the install script name the extension's relations
+		 * and columns: none is renamed or moved.  A projection's table may
+		 * be (its fold fails, naming the projection, until it is back), but
+		 * its columns are the query's and keep their names.
+		 */
+		bool		rename = IsA(stmt, RenameStmt);
+		ObjectType	type = rename ? ((RenameStmt *) stmt)->renameType : OBJECT_TABLE;
+		RangeVar   *rv = rename ? ((RenameStmt *) stmt)->relation :
+			((AlterObjectSchemaStmt *) stmt)->relation;
+		Oid			relid = rv != NULL ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+
+		if (OidIsValid(relid) && may_alter(relid))
+		{
+			if (type == OBJECT_COLUMN)
+				refuse_guarded(relid, extension, "RENAME COLUMN",
+							   "The extension writes its columns by the names they were created with.");
+			if (extension_relation(relid, extension))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("%s belongs to ledger_cqrs: %s is not allowed", relation_name(relid),
+								!rename ? "SET SCHEMA" :
+								type == OBJECT_TABCONSTRAINT ? "RENAME CONSTRAINT" : "RENAME"),
+						 errdetail("The extension finds its relations by their names in schema ledger.")));
+		}
+	}
+	else if (IsA(stmt, RuleStmt))
+	{
+		Oid			relid = RangeVarGetRelid(((RuleStmt *) stmt)->relation, NoLock, true);
+
+		if (OidIsValid(relid) && may_alter(relid))
+			refuse_guarded(relid, extension, "CREATE RULE",
+						   "A rule rewrites statements before the guards see them: DO INSTEAD NOTHING would make a refused write a silent no-op.");
 	}
 	else if (IsA(stmt, CreateTrigStmt) && ((CreateTrigStmt *) stmt)->replace)
 	{
