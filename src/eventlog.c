@@ -208,7 +208,9 @@ ledger_append_to_stream(text *stream, int64 expected_version,
 						text_to_cstring(stream), head.version, expected_version),
 				 errdetail("Stream: %s; expected version: " INT64_FORMAT "; actual version: " INT64_FORMAT ".",
 						   text_to_cstring(stream), expected_version, head.version),
-				 errhint("Another writer appended to the stream first. Reload it and retry.")));
+				 head.version > expected_version ?
+				 errhint("Another writer appended to the stream first. Reload it and retry.") :
+				 errhint("The stream has fewer events than expected. Reload it and retry.")));
 
 	result = ledger_append_at_head(rel, stream, head, events, nevents);
 	table_close(rel, NoLock);
