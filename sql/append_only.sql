@@ -347,6 +347,10 @@ ALTER TABLE regress_guard.counts SET UNLOGGED;
 \echo :LAST_ERROR_SQLSTATE
 ALTER TABLE regress_guard.counts RENAME COLUMN n TO how_many;
 \echo :LAST_ERROR_SQLSTATE
+ALTER TABLE regress_guard.counts DROP COLUMN n;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE regress_guard.counts ALTER COLUMN n TYPE numeric;
+\echo :LAST_ERROR_SQLSTATE
 CREATE RULE keep_counts AS ON DELETE TO regress_guard.counts DO INSTEAD NOTHING;
 \echo :LAST_ERROR_SQLSTATE
 CREATE TABLE regress_guard.more_counts () INHERITS (regress_guard.counts);
@@ -355,8 +359,9 @@ CREATE TABLE regress_guard.orphan_counts (LIKE regress_guard.counts);
 ALTER TABLE regress_guard.orphan_counts INHERIT regress_guard.counts;
 \echo :LAST_ERROR_SQLSTATE
 SELECT c.relpersistence,
-       (SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute
-         WHERE attrelid = c.oid AND attnum > 0) AS columns,
+       (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+          FROM pg_attribute
+         WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped) AS columns,
        (SELECT count(*) FROM pg_rewrite WHERE ev_class = c.oid) AS rules,
        (SELECT count(*) FROM pg_inherits WHERE inhparent = c.oid) AS children
   FROM pg_class c WHERE c.oid = 'regress_guard.counts'::regclass;

@@ -334,7 +334,8 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "ledger.guard_triggers() must be called as an event trigger");
 	extension = get_extension_oid("ledger_cqrs", true);
-	if (creating_extension || !OidIsValid(extension))
+	/* our own install and upgrade scripts pass; another extension's do not */
+	if (!OidIsValid(extension) || (creating_extension && CurrentExtensionObject == extension))
 		PG_RETURN_NULL();
 	stmt = ((EventTriggerData *) fcinfo->context)->parsetree;
 
@@ -392,6 +393,10 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 										cmd->subtype == AT_AddColumn ? "ADD COLUMN" :
 										cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE"),
 								 errdetail("The extension writes its rows column by column, as its install script made them.")));
+					if (cmd->subtype != AT_AddColumn)
+						refuse_guarded(relid, extension,
+									   cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE",
+									   "A projection's fold writes the columns its query defines. Drop the projection and create it again instead.");
 					break;
 				default:
 					break;
