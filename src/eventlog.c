@@ -236,6 +236,21 @@ ledger_append_at_head(Relation rel, text *stream, LedgerStreamHead head,
 	int64	   *positions = palloc(sizeof(int64) * nevents);
 	int			i;
 
+	/*
+	 * No appends from inside the engine's own work: a trigger on a
+	 * projection's table or a function its query calls, run by a fold,
+	 * would otherwise append (or post, or close an account) halfway
+	 * through another command, under its locks and before it wrote its
+	 * read models.
+	 */
+	if (ledger_maintenance_depth > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot append to stream \"%s\" while a projection is being maintained",
+						text_to_cstring(stream)),
+				 errdetail("A function or trigger run by a projection's fold, catch-up or rebuild called a command that appends events."),
+				 errhint("A projection must be a pure transformation of events: append from the application instead.")));
+
 	tx_order = ledger_next_tx_order(head);
 	now = GetCurrentTimestamp();
 
