@@ -284,7 +284,9 @@ CREATE TABLE ledger.projections (
     state               text        NOT NULL
                         CHECK (state IN ('catching_up', 'live', 'rebuilding', 'failed')),
     definition          text,                   -- the query, verbatim
-    definition_hash     text,                   -- md5 of its normalized form
+    -- the stamp (md5 of the normalized form and of the user functions it
+    -- calls) under which the table was filled or last rebuilt
+    definition_hash     text,
     target_schema       text,
     target_table        text,
     columns             text[],                 -- output columns, in order
@@ -595,8 +597,8 @@ REVOKE ALL ON FUNCTION ledger.save_snapshot(text, bigint, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.load_snapshot(text) FROM PUBLIC;
 
 -- Projection snapshots: a projection's rows at its checkpoint, stamped with
--- the hash of its normalized definition.  Rebuilds and refills start from
--- the newest one whose hash still matches.
+-- the hash of its normalized definition and of the user functions it calls.
+-- Rebuilds and refills start from the newest one whose stamp still matches.
 CREATE TABLE ledger.projection_snapshots (
     name                text        NOT NULL,
     definition_hash     text        NOT NULL,

@@ -3,7 +3,8 @@
 \set VERBOSITY default
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
-DROP TABLE IF EXISTS public.per_account, public.by_x, public.fsum CASCADE;
+DROP TABLE IF EXISTS public.per_account, public.by_x, public.fsum, public.by_size, public.by_size_async CASCADE;
+DROP SCHEMA IF EXISTS regress_snapfn CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
 
@@ -226,3 +227,77 @@ SELECT ledger.append('meas:3', 'Other', '{}') AS v \g /dev/null
 SELECT ledger.rebuild_projection('public.fsum') AS replayed;
 RESET quote_all_identifiers;
 SELECT ledger.drop_projection('public.fsum');
+
+-- the stamp covers the user-defined functions the definition calls,
+-- directly or through a body stored parsed (RETURN, BEGIN ATOMIC)
+CREATE SCHEMA regress_snapfn;
+CREATE FUNCTION regress_snapfn.threshold() RETURNS numeric IMMUTABLE LANGUAGE sql RETURN 10;
+CREATE FUNCTION regress_snapfn.size(v numeric) RETURNS text IMMUTABLE LANGUAGE sql
+    RETURN CASE WHEN v < regress_snapfn.threshold() THEN 'small' ELSE 'large' END;
+CREATE FUNCTION regress_snapfn.unrelated(v numeric) RETURNS numeric IMMUTABLE LANGUAGE sql RETURN v;
+SELECT $$SELECT regress_snapfn.size((l->>'amount')::numeric) AS size, count(*) AS legs
+      FROM ledger.events e, LATERAL jsonb_array_elements(e.data->'legs') l
+     WHERE e.type = 'TransferPosted' GROUP BY 1$$ AS size_query \gset
+CREATE TEMP VIEW by_size_query AS :size_query;
+SELECT ledger.create_projection('public.by_size', :'size_query');
+SELECT ledger.create_projection('public.by_size_async', :'size_query', 'async');
+SELECT ledger.snapshot_projection('public.by_size') > 0 AS snapshotted;
+SELECT ledger.transfer('size' || i, 'bank', 'bob', i, 'USD') FROM generate_series(1, 3) i \g /dev/null
+-- a function it does not call changes: the snapshot still serves (three
+-- events replayed, not the whole log)
+CREATE OR REPLACE FUNCTION regress_snapfn.unrelated(v numeric) RETURNS numeric IMMUTABLE LANGUAGE sql
+    RETURN v + 1;
+SELECT ledger.rebuild_projection('public.by_size') AS replayed;
+-- the function it calls changes its results: the table is stale ...
+CREATE OR REPLACE FUNCTION regress_snapfn.size(v numeric) RETURNS text IMMUTABLE LANGUAGE sql
+    RETURN CASE WHEN v < regress_snapfn.threshold() / 2 THEN 'small' ELSE 'large' END;
+SELECT ledger.verify_projection('public.by_size') AS verified;
+-- ... a snapshot of it would mix the two versions: refused, nothing stored,
+-- and the automatic ones (an inline projection's, an async one's as it
+-- folds an event with the new version) pass it over quietly
+SELECT count(*) AS snapshots_before FROM ledger.projection_snapshots
+ WHERE name IN ('public.by_size', 'public.by_size_async') \gset
+SELECT ledger.snapshot_projection('public.by_size');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.snapshot_projection('public.by_size_async');
+\echo :LAST_ERROR_SQLSTATE
+SET ledger_cqrs.projection_snapshot_interval = 1;
+SELECT ledger.transfer('size-new', 'bank', 'bob', 4, 'USD') \g /dev/null
+SELECT ledger.catch_up() >= 1 AS caught_up;
+RESET ledger_cqrs.projection_snapshot_interval;
+SELECT count(*) = :snapshots_before AS none_stored,
+       bool_and(s.definition_hash = p.definition_hash) AS all_of_the_old_version
+  FROM ledger.projection_snapshots s JOIN ledger.projections p USING (name)
+ WHERE name IN ('public.by_size', 'public.by_size_async');
+-- ... and the rebuild ignores the snapshot made with the old version: it
+-- replays the whole log, and the table is the query over it
+SELECT ledger.rebuild_projection('public.by_size') = (SELECT count(*) FROM ledger.events) AS replayed_everything;
+SELECT ledger.verify_projection('public.by_size') AS verified;
+SELECT count(*) AS differences FROM (
+    (SELECT * FROM public.by_size EXCEPT ALL SELECT * FROM by_size_query)
+    UNION ALL
+    (SELECT * FROM by_size_query EXCEPT ALL SELECT * FROM public.by_size)) d;
+SELECT size, legs FROM public.by_size ORDER BY size;
+-- a snapshot of the new version serves the next rebuild
+SELECT ledger.snapshot_projection('public.by_size') > 0 AS snapshotted;
+SELECT ledger.append('size:1', 'Other', '{}') AS v \g /dev/null
+SELECT ledger.rebuild_projection('public.by_size') AS replayed;
+-- a function reached through the body of the one it calls changes: the
+-- snapshot no longer matches either
+CREATE OR REPLACE FUNCTION regress_snapfn.threshold() RETURNS numeric IMMUTABLE LANGUAGE sql RETURN 100;
+SELECT ledger.rebuild_projection('public.by_size') = (SELECT count(*) FROM ledger.events) AS replayed_everything;
+SELECT ledger.verify_projection('public.by_size') AS verified;
+SELECT size, legs FROM public.by_size ORDER BY size;
+-- a body given as a string (here PL/pgSQL) is stamped by its text
+CREATE OR REPLACE FUNCTION regress_snapfn.size(v numeric) RETURNS text IMMUTABLE LANGUAGE plpgsql
+    AS $$BEGIN RETURN CASE WHEN v < 3 THEN 'small' ELSE 'large' END; END$$;
+SELECT ledger.rebuild_projection('public.by_size') = (SELECT count(*) FROM ledger.events) AS replayed_everything;
+SELECT ledger.snapshot_projection('public.by_size') > 0 AS snapshotted;
+CREATE OR REPLACE FUNCTION regress_snapfn.size(v numeric) RETURNS text IMMUTABLE LANGUAGE plpgsql
+    AS $$BEGIN RETURN CASE WHEN v < 20 THEN 'small' ELSE 'large' END; END$$;
+SELECT ledger.rebuild_projection('public.by_size') = (SELECT count(*) FROM ledger.events) AS replayed_everything;
+SELECT ledger.verify_projection('public.by_size') AS verified;
+SELECT size, legs FROM public.by_size ORDER BY size;
+SELECT ledger.drop_projection('public.by_size'), ledger.drop_projection('public.by_size_async');
+DROP VIEW by_size_query;
+DROP SCHEMA regress_snapfn CASCADE;

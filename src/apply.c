@@ -31,6 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/xid8.h"
 
 #include "ledger_cqrs.h"
@@ -84,6 +85,30 @@ registry_inval_callback(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * A function changed (replaced, dropped, re-created): a parsed definition
+ * that calls user-defined functions may now resolve to others, or reach
+ * others through their bodies, and its list of them (which stamps
+ * snapshots) must be made again.  Read it all again.
+ */
+static void
+function_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ListCell   *lc;
+
+	foreach(lc, projections)
+	{
+		Projection *p = lfirst(lc);
+
+		if (p->def != NULL && p->def->funcs != NIL)
+		{
+			projections_valid = false;
+			registry_invals++;
+			return;
+		}
+	}
+}
+
 static void
 apply_xact_callback(XactEvent event, void *arg)
 {
@@ -94,6 +119,7 @@ void
 ledger_apply_init(void)
 {
 	CacheRegisterRelcacheCallback(registry_inval_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, function_inval_callback, (Datum) 0);
 	RegisterXactCallback(apply_xact_callback, NULL);
 }
 

@@ -3,8 +3,8 @@
  * projdef.c
  *	  Projection definitions: parse and analyze the user's query with
  *	  PostgreSQL's own parser, check that it is a pure aggregate over
- *	  ledger.events, and build the SQL that folds a batch of events into the
- *	  projection's table.
+ *	  ledger.events, build the SQL that folds a batch of events into the
+ *	  projection's table, and stamp its snapshots.
  *
  * A definition has the shape
  *
@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_class.h"
@@ -42,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/regproc.h"
 #include "utils/ruleutils.h"
 #include "utils/varlena.h"
 #include "utils/syscache.h"
@@ -146,6 +148,57 @@ mutable_func_checker(Oid func_id, void *context)
 		return true;
 	}
 	return false;
+}
+
+static bool user_functions_walker(Node *node, void *context);
+
+/*
+ * collect_function -- check_functions_in_node's callback: note a
+ * user-defined function once, and, when its body is stored parsed (BEGIN
+ * ATOMIC or RETURN), the ones that body calls in turn.
+ */
+static bool
+collect_function(Oid fn, void *context)
+{
+	List	  **funcs = (List **) context;
+
+	if (fn < FirstNormalObjectId || list_member_oid(*funcs, fn))
+		return false;
+	*funcs = lappend_oid(*funcs, fn);
+#if PG_VERSION_NUM >= 140000
+	{
+		HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		bool		isnull;
+		Datum		body;
+
+		if (!HeapTupleIsValid(tp))
+			elog(ERROR, "cache lookup failed for function %u", fn);
+		body = SysCacheGetAttr(PROCOID, tp, Anum_pg_proc_prosqlbody, &isnull);
+		if (!isnull)
+			(void) user_functions_walker(stringToNode(TextDatumGetCString(body)), funcs);
+		ReleaseSysCache(tp);
+	}
+#endif
+	return false;
+}
+
+/*
+ * user_functions_walker -- the user-defined functions a query calls: those
+ * behind its function calls, operators, casts and aggregates, and the
+ * equality of its GROUP BY keys.
+ */
+static bool
+user_functions_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	(void) check_functions_in_node(node, collect_function, context);
+	if (IsA(node, SortGroupClause))
+		(void) collect_function(get_opcode(((SortGroupClause *) node)->eqop), context);
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, user_functions_walker, context,
+								 QTW_EXAMINE_SORTGROUP);
+	return expression_tree_walker(node, user_functions_walker, context);
 }
 
 /* find the first function that is not immutable, to name it */
@@ -558,8 +611,61 @@ ledger_parse_projection(const char *query)
 #endif
 	def->hash = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(md5_text,
 																   CStringGetTextDatum(normalized))));
+	(void) user_functions_walker((Node *) q, &def->funcs);
 	error_context_stack = errcb.previous;
 	return def;
+}
+
+/*
+ * ledger_projection_stamp -- what a snapshot of def's rows is stamped with,
+ * as the catalogs stand now: def's hash, and, when the query calls
+ * user-defined functions, their definitions (pg_get_functiondef: language,
+ * argument and result types, volatility, strictness, SET options, body),
+ * so a snapshot stops matching once one of them is replaced.  The text
+ * names no OIDs, so it survives a dump and restore.  A definition that
+ * calls none keeps the plain hash.  A user-defined aggregate (only ever
+ * inside a function's body) is stamped by name only.
+ */
+char *
+ledger_projection_stamp(ProjectionDef *def)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	int			nest;
+
+	if (def->funcs == NIL)
+		return def->hash;
+
+	/* deparsed the same way whoever asks */
+	nest = ledger_push_fixed_search_path();
+	(void) set_config_option("quote_all_identifiers", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, def->hash);
+	foreach(lc, def->funcs)
+	{
+		Oid			fn = lfirst_oid(lc);
+		HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		char		kind = '\0';
+		char	   *desc;
+
+		if (HeapTupleIsValid(tp))
+		{
+			kind = ((Form_pg_proc) GETSTRUCT(tp))->prokind;
+			ReleaseSysCache(tp);
+		}
+		if (kind == '\0')
+			desc = psprintf("function %u, dropped", fn);
+		else if (kind == PROKIND_AGGREGATE)
+			desc = psprintf("aggregate %s", format_procedure_qualified(fn));
+		else
+			desc = TextDatumGetCString(DirectFunctionCall1(pg_get_functiondef,
+														   ObjectIdGetDatum(fn)));
+		appendStringInfo(&buf, "\n%zu:%s", strlen(desc), desc);
+	}
+	AtEOXact_GUC(true, nest);
+	return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(md5_text,
+															  CStringGetTextDatum(buf.data))));
 }
 
 /*

@@ -600,7 +600,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum(name);
 		values[1] = CStringGetTextDatum(mode);
 		values[2] = CStringGetTextDatum(def->query);
-		values[3] = CStringGetTextDatum(def->hash);
+		values[3] = CStringGetTextDatum(ledger_projection_stamp(def));
 		values[4] = CStringGetTextDatum(schema);
 		values[5] = CStringGetTextDatum(rv->relname);
 		values[6] = PointerGetDatum(construct_array(cols, def->ncols, TEXTOID, -1, false, TYPALIGN_INT));
@@ -834,14 +834,34 @@ verify_user(RegistryRow *r)
 }
 
 /*
- * ledger_take_projection_snapshot -- store target's rows as the state of
- * projection name at cursor (order, position), stamped with the hash of its
- * definition; keep the newest few.  The caller guarantees that the rows are
- * exactly the fold of the events up to the cursor (it holds the registry row,
- * and for an inline projection a SHARE lock on ledger.events).  Caller is
- * connected to SPI.  Returns position.
+ * built_with -- the rows of projection name, whose definition is def, were
+ * all folded under stamp: the registry keeps the stamp as the table was
+ * filled or last rebuilt.  Since then a function it calls may have been
+ * replaced, and the table may mix the old results with the new.  One that
+ * calls no user-defined function has nothing to mix.
  */
-int64
+static bool
+built_with(const char *name, ProjectionDef *def, const char *stamp)
+{
+	if (def->funcs == NIL)
+		return true;
+	return spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.projections"
+							  " WHERE name OPERATOR(pg_catalog.=) %s"
+							  " AND definition_hash OPERATOR(pg_catalog.=) %s",
+							  quote_literal_cstr(name), quote_literal_cstr(stamp))) > 0;
+}
+
+/*
+ * ledger_take_projection_snapshot -- store target's rows as the state of
+ * projection name at cursor (order, position), stamped with
+ * ledger_projection_stamp; keep the newest few.  The caller guarantees that
+ * the rows are exactly the fold of the events up to the cursor (it holds
+ * the registry row, and for an inline projection a SHARE lock on
+ * ledger.events).  Caller is connected to SPI.  Returns false, and stores
+ * nothing, when the rows were not all folded under the current stamp
+ * (built_with): no stamp would be true of them.
+ */
+bool
 ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char *target,
 								Oid owner, FullTransactionId order, int64 position, int64 applied,
 								bool position_cut)
@@ -851,6 +871,10 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 	LedgerUserSwitch save;
 	int			rc;
 	bool		isnull;
+	char	   *stamp = ledger_projection_stamp(def);
+
+	if (!built_with(name, def, stamp))
+		return false;
 
 	/*
 	 * The rows are read as the table's owner, so that nothing the owner
@@ -870,7 +894,7 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 	values[6] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 
 	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(def->hash);
+	values[1] = CStringGetTextDatum(stamp);
 	values[2] = FullTransactionIdGetDatum(order);
 	values[3] = Int64GetDatum(position);
 	values[4] = Int64GetDatum(applied);
@@ -890,7 +914,7 @@ ledger_take_projection_snapshot(const char *name, ProjectionDef *def, const char
 									   " OFFSET %d LIMIT 1)", PROJECTION_SNAPSHOTS_KEPT - 1),
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not prune snapshots of projection \"%s\"", name);
-	return position;
+	return true;
 }
 
 /*
@@ -924,16 +948,16 @@ snapshot_columns(ProjectionDef *def)
 }
 
 /*
- * latest_snapshot -- the newest snapshot of name whose definition hash
- * matches; false if none.  Loads its rows into table into.  *position_cut:
- * it holds exactly the events at or below *position (an inline
- * projection's, taken with appends held still); else exactly those at or
- * before the cursor (*order, *position).  Only an inline projection
+ * latest_snapshot -- the newest snapshot of name stamped with stamp (see
+ * ledger_projection_stamp); false if none.  Loads its rows into table into.
+ * *position_cut: it holds exactly the events at or below *position (an
+ * inline projection's, taken with appends held still); else exactly those
+ * at or before the cursor (*order, *position).  Only an inline projection
  * (cuts_ok) may start from a cut: an async one goes on from its cursor.
  */
 static bool
-latest_snapshot(const char *name, ProjectionDef *def, const char *target, Oid owner,
-				const char *into, bool cuts_ok, FullTransactionId *order, int64 *position,
+latest_snapshot(const char *name, ProjectionDef *def, const char *stamp, const char *target,
+				Oid owner, const char *into, bool cuts_ok, FullTransactionId *order, int64 *position,
 				int64 *applied, bool *position_cut)
 {
 	Oid			types[3] = {TEXTOID, TEXTOID, BOOLOID};
@@ -941,7 +965,7 @@ latest_snapshot(const char *name, ProjectionDef *def, const char *target, Oid ow
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(def->hash);
+	values[1] = CStringGetTextDatum(stamp);
 	values[2] = BoolGetDatum(cuts_ok);
 	if (SPI_execute_with_args("SELECT checkpoint_order, checkpoint_position, events_applied, rows, position_cut"
 							  " FROM ledger.projection_snapshots"
@@ -1011,6 +1035,7 @@ static int64
 rebuild_user(RegistryRow *r)
 {
 	ProjectionDef *def = ledger_parse_projection(r->definition);
+	char	   *stamp = ledger_projection_stamp(def);
 	char	   *cols = ledger_projection_columns(def, NULL);
 	const char *shadow = "pg_temp.ledger_rebuild_shadow";
 	FullTransactionId start_order = FullTransactionIdFromU64(0);
@@ -1023,8 +1048,11 @@ rebuild_user(RegistryRow *r)
 	int64		above;
 	LedgerUserSwitch save;
 
-	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', updated_at = pg_catalog.clock_timestamp()"
-					  " WHERE name OPERATOR(pg_catalog.=) %s", quote_literal_cstr(r->name)), SPI_OK_UPDATE);
+	/* the rows will all be folded under the current stamp: see built_with */
+	spi_exec(psprintf("UPDATE ledger.projections SET state = 'rebuilding', definition_hash = %s,"
+					  " updated_at = pg_catalog.clock_timestamp()"
+					  " WHERE name OPERATOR(pg_catalog.=) %s",
+					  quote_literal_cstr(stamp), quote_literal_cstr(r->name)), SPI_OK_UPDATE);
 	{
 		/* the shadow belongs to the table's owner, whose role runs the folds */
 		LedgerUserSwitch save;
@@ -1037,15 +1065,15 @@ rebuild_user(RegistryRow *r)
 	}
 
 	/*
-	 * Start from the newest snapshot of this very definition, if any.  A
-	 * cursor snapshot holds the events up to its cursor, and the replay
-	 * goes on after it.  A cut (an inline projection's) holds the events
-	 * up to a position, and the replay takes every later position, in the
-	 * log's order: one appended after the cut may sort before it there,
-	 * having got its transaction id earlier.
+	 * Start from the newest snapshot of this very definition, calling these
+	 * very functions, if any.  A cursor snapshot holds the events up to its
+	 * cursor, and the replay goes on after it.  A cut (an inline
+	 * projection's) holds the events up to a position, and the replay takes
+	 * every later position, in the log's order: one appended after the cut
+	 * may sort before it there, having got its transaction id earlier.
 	 */
-	(void) latest_snapshot(r->name, def, r->target, r->owner, shadow, !r->async, &start_order,
-						   &start_position, &start_applied, &cut);
+	(void) latest_snapshot(r->name, def, stamp, r->target, r->owner, shadow, !r->async,
+						   &start_order, &start_position, &start_applied, &cut);
 	above = cut ? start_position : 0;
 	if (cut)
 	{
@@ -1149,7 +1177,14 @@ ledger_snapshot_projection(PG_FUNCTION_ARGS)
 	applied = spi_count(psprintf("SELECT pg_catalog.count(*) FROM ledger.events"
 								 " WHERE ROW(tx_order, position) OPERATOR(pg_catalog.<=) ROW('%llu'::pg_catalog.xid8, %lld)",
 								 (unsigned long long) U64FromFullTransactionId(order), (long long) position));
-	(void) ledger_take_projection_snapshot(r->name, def, r->target, r->owner, order, position, applied, cut);
+	if (!ledger_take_projection_snapshot(r->name, def, r->target, r->owner, order, position,
+										 applied, cut))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("projection \"%s\" may hold rows folded by other versions of the functions it calls",
+						r->name),
+				 errdetail("A function its definition calls has changed since the table was filled or last rebuilt."),
+				 errhint("Rebuild it first: SELECT ledger.rebuild_projection('%s').", r->name)));
 	SPI_finish();
 	AtEOXact_GUC(true, nest);
 	PG_RETURN_INT64(position);
@@ -1182,14 +1217,21 @@ ledger_auto_snapshot_inline(void)
 	foreach(lc, ledger_user_projections())
 	{
 		Projection *p = lfirst(lc);
+		ProjectionDef *def;
+		char	   *stamp;
 
 		if (p->async || p->state != 'l')
+			continue;
+		/* none while the table may mix functions' versions: see built_with */
+		def = ledger_projection_def(p);
+		stamp = ledger_projection_stamp(def);
+		if (!built_with(p->name, def, stamp))
 			continue;
 		if (spi_count(psprintf("SELECT COALESCE(pg_catalog.max(position), 0)"
 							   " OPERATOR(pg_catalog.-) COALESCE((SELECT pg_catalog.max(checkpoint_position)"
 							   " FROM ledger.projection_snapshots WHERE name OPERATOR(pg_catalog.=) %s"
 							   " AND definition_hash OPERATOR(pg_catalog.=) %s), 0) FROM ledger.events",
-							   quote_literal_cstr(p->name), quote_literal_cstr(ledger_projection_def(p)->hash)))
+							   quote_literal_cstr(p->name), quote_literal_cstr(stamp)))
 			>= ledger_projection_snapshot_interval)
 			due = lappend(due, pstrdup(p->name));
 	}

@@ -35,6 +35,7 @@ typedef struct ProjectionDef
 	char	   *suffix;			/* ... and after it */
 	bool		need_alias;		/* the reference had no alias */
 	char	   *hash;			/* md5 of the normalized definition */
+	List	   *funcs;			/* OIDs of the user-defined functions it calls */
 } ProjectionDef;
 
 /* A registered user projection, as cached by a backend. */
@@ -63,6 +64,7 @@ typedef struct Projection
 
 /* projdef.c */
 extern ProjectionDef *ledger_parse_projection(const char *query);
+extern char *ledger_projection_stamp(ProjectionDef *def);
 extern char *ledger_projection_source(ProjectionDef *def, const char *cond);
 extern char *ledger_projection_fold_sql(ProjectionDef *def, const char *target,
 										const char *cond);
@@ -100,11 +102,11 @@ extern void ledger_apply_init(void);
 
 /* projection.c */
 extern int	ledger_projection_snapshot_interval;
-extern int64 ledger_take_projection_snapshot(const char *name, ProjectionDef *def,
-											 const char *target, Oid owner,
-											 FullTransactionId order,
-											 int64 position, int64 applied,
-											 bool position_cut);
+extern bool ledger_take_projection_snapshot(const char *name, ProjectionDef *def,
+											const char *target, Oid owner,
+											FullTransactionId order,
+											int64 position, int64 applied,
+											bool position_cut);
 extern void ledger_auto_snapshot_inline(void);
 
 /* catchup.c */
