@@ -3,7 +3,7 @@
 \set VERBOSITY default
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
-DROP TABLE IF EXISTS public.per_account, public.by_x, public.fsum, public.by_size, public.by_size_async CASCADE;
+DROP TABLE IF EXISTS public.per_account, public.by_x, public.fsum, public.by_size, public.by_size_async, public.by_kind CASCADE;
 DROP SCHEMA IF EXISTS regress_snapfn CASCADE;
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
@@ -299,5 +299,23 @@ SELECT ledger.rebuild_projection('public.by_size') = (SELECT count(*) FROM ledge
 SELECT ledger.verify_projection('public.by_size') AS verified;
 SELECT size, legs FROM public.by_size ORDER BY size;
 SELECT ledger.drop_projection('public.by_size'), ledger.drop_projection('public.by_size_async');
+-- the stamp does not depend on the caller's TimeZone or DateStyle, by
+-- which a timestamptz literal deparses: a rebuild in other settings starts
+-- from the snapshot (one event replayed), and the stamp it leaves in the
+-- registry lets the next snapshot be taken
+CREATE FUNCTION regress_snapfn.kind(t text) RETURNS text IMMUTABLE LANGUAGE sql RETURN lower(t);
+SELECT ledger.create_projection('public.by_kind',
+  $$SELECT regress_snapfn.kind(e.type) AS kind, count(*) AS n FROM ledger.events e
+     WHERE e.recorded_at > '2000-01-01 00:00:00+00'::timestamptz GROUP BY 1$$);
+SELECT ledger.snapshot_projection('public.by_kind') > 0 AS snapshotted;
+SELECT ledger.append('kind:1', 'Kind', '{}') AS v \g /dev/null
+SET TimeZone = 'Asia/Tokyo';
+SET DateStyle = 'SQL, DMY';
+SELECT ledger.rebuild_projection('public.by_kind') AS replayed;
+SELECT ledger.snapshot_projection('public.by_kind') > 0 AS snapshotted;
+RESET TimeZone;
+RESET DateStyle;
+SELECT ledger.verify_projection('public.by_kind') AS verified;
+SELECT ledger.drop_projection('public.by_kind');
 DROP VIEW by_size_query;
 DROP SCHEMA regress_snapfn CASCADE;

@@ -1027,6 +1027,23 @@ events_between(FullTransactionId from_order, int64 from_position,
 }
 
 /*
+ * parse_as_snapshotted -- definition parsed, and its stamp (to *stamp),
+ * in the fixed settings that snapshot_projection takes them in: a literal
+ * such as '2024-01-01'::timestamptz deparses by TimeZone and DateStyle, and
+ * the stamp must not depend on the caller's.
+ */
+static ProjectionDef *
+parse_as_snapshotted(const char *definition, char **stamp)
+{
+	int			nest = ledger_push_fixed_search_path();
+	ProjectionDef *def = ledger_parse_projection(definition);
+
+	*stamp = ledger_projection_stamp(def);
+	AtEOXact_GUC(true, nest);
+	return def;
+}
+
+/*
  * rebuild_user -- recompute into a shadow table while appends go on, then
  * replace the live rows in one step.  Readers see the old complete table
  * until the new one commits.
@@ -1034,8 +1051,8 @@ events_between(FullTransactionId from_order, int64 from_position,
 static int64
 rebuild_user(RegistryRow *r)
 {
-	ProjectionDef *def = ledger_parse_projection(r->definition);
-	char	   *stamp = ledger_projection_stamp(def);
+	char	   *stamp;
+	ProjectionDef *def = parse_as_snapshotted(r->definition, &stamp);
 	char	   *cols = ledger_projection_columns(def, NULL);
 	const char *shadow = "pg_temp.ledger_rebuild_shadow";
 	FullTransactionId start_order = FullTransactionIdFromU64(0);
