@@ -244,10 +244,13 @@ SELECT ledger.create_projection('public.by_size_async', :'size_query', 'async');
 SELECT ledger.snapshot_projection('public.by_size') > 0 AS snapshotted;
 SELECT ledger.transfer('size' || i, 'bank', 'bob', i, 'USD') FROM generate_series(1, 3) i \g /dev/null
 -- a function it does not call changes: the snapshot still serves (three
--- events replayed, not the whole log)
+-- events replayed, not the whole log), whatever the session's
+-- quote_all_identifiers, by which the functions' definitions deparse
 CREATE OR REPLACE FUNCTION regress_snapfn.unrelated(v numeric) RETURNS numeric IMMUTABLE LANGUAGE sql
     RETURN v + 1;
+SET quote_all_identifiers = on;
 SELECT ledger.rebuild_projection('public.by_size') AS replayed;
+RESET quote_all_identifiers;
 -- the function it calls changes its results: the table is stale ...
 CREATE OR REPLACE FUNCTION regress_snapfn.size(v numeric) RETURNS text IMMUTABLE LANGUAGE sql
     RETURN CASE WHEN v < regress_snapfn.threshold() / 2 THEN 'small' ELSE 'large' END;
