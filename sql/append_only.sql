@@ -349,6 +349,8 @@ ALTER TABLE regress_guard.counts RENAME COLUMN n TO how_many;
 \echo :LAST_ERROR_SQLSTATE
 ALTER TABLE regress_guard.counts DROP COLUMN n;
 \echo :LAST_ERROR_SQLSTATE
+ALTER TABLE regress_guard.counts ADD COLUMN note text NOT NULL DEFAULT '';
+\echo :LAST_ERROR_SQLSTATE
 ALTER TABLE regress_guard.counts ALTER COLUMN n TYPE numeric;
 \echo :LAST_ERROR_SQLSTATE
 CREATE RULE keep_counts AS ON DELETE TO regress_guard.counts DO INSTEAD NOTHING;

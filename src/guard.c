@@ -393,10 +393,10 @@ ledger_guard_ddl(PG_FUNCTION_ARGS)
 										cmd->subtype == AT_AddColumn ? "ADD COLUMN" :
 										cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE"),
 								 errdetail("The extension writes its rows column by column, as its install script made them.")));
-					if (cmd->subtype != AT_AddColumn)
-						refuse_guarded(relid, extension,
-									   cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE",
-									   "A projection's fold writes the columns its query defines. Drop the projection and create it again instead.");
+					refuse_guarded(relid, extension,
+								   cmd->subtype == AT_AddColumn ? "ADD COLUMN" :
+								   cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE",
+								   "A projection's table has the columns its query defines; its folds, rebuilds and snapshots write those. Drop the projection and create it again instead.");
 					break;
 				default:
 					break;

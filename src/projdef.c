@@ -29,6 +29,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "common/keywords.h"
 #include "catalog/pg_am.h"
@@ -234,7 +235,21 @@ check_aggregate(Aggref *agg)
 	if (strcmp(name, "count") == 0)
 		kind = PROJ_COUNT;
 	else if (strcmp(name, "sum") == 0)
+	{
+		/*
+		 * Floating-point addition is not associative: sums merged batch by
+		 * batch differ in the last digits from the query's over the log.
+		 */
+		Oid			argtype = exprType((Node *) linitial_node(TargetEntry, agg->args)->expr);
+
+		if (argtype == FLOAT4OID || argtype == FLOAT8OID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("projection query not supported: sum() of %s", format_type_be(argtype)),
+					 errdetail("Floating-point addition is not associative, so sums merged batch by batch would differ from the query's in the last digits."),
+					 errhint("Sum an exact type, e.g. sum((e.data->>'v')::numeric).")));
 		kind = PROJ_SUM;
+	}
 	else if (strcmp(name, "min") == 0)
 		kind = PROJ_MIN;
 	else if (strcmp(name, "max") == 0)
@@ -249,6 +264,51 @@ check_aggregate(Aggref *agg)
 	if (agg->aggorder != NIL)
 		REJECT("ORDER BY inside %s()", name);
 	return kind;
+}
+
+/* does the join tree node n contain range table entry rti? */
+static bool
+jointree_has(Node *n, int rti)
+{
+	ListCell   *lc;
+
+	if (IsA(n, RangeTblRef))
+		return ((RangeTblRef *) n)->rtindex == rti;
+	if (IsA(n, JoinExpr))
+		return jointree_has(((JoinExpr *) n)->larg, rti) ||
+			jointree_has(((JoinExpr *) n)->rarg, rti);
+	if (IsA(n, FromExpr))
+		foreach(lc, ((FromExpr *) n)->fromlist)
+			if (jointree_has(lfirst(lc), rti))
+				return true;
+	return false;
+}
+
+/*
+ * check_outer_joins -- ledger.events must not be on the nullable side of an
+ * outer join: a fold runs the query over a batch of events, so every batch
+ * would add again the rows of the other side that match none of its events.
+ */
+static void
+check_outer_joins(Node *n, int events_rti)
+{
+	ListCell   *lc;
+
+	if (IsA(n, FromExpr))
+		foreach(lc, ((FromExpr *) n)->fromlist)
+			check_outer_joins(lfirst(lc), events_rti);
+	if (IsA(n, JoinExpr))
+	{
+		JoinExpr   *j = (JoinExpr *) n;
+
+		if ((j->jointype == JOIN_LEFT && jointree_has(j->rarg, events_rti)) ||
+			(j->jointype == JOIN_RIGHT && jointree_has(j->larg, events_rti)) ||
+			(j->jointype == JOIN_FULL && jointree_has(n, events_rti)))
+			REJECT("ledger.events is on the nullable side of a %s JOIN; each batch of events would add the other side's unmatched rows again",
+				   j->jointype == JOIN_FULL ? "FULL" : j->jointype == JOIN_LEFT ? "LEFT" : "RIGHT");
+		check_outer_joins(j->larg, events_rti);
+		check_outer_joins(j->rarg, events_rti);
+	}
 }
 
 static const char *
@@ -336,6 +396,8 @@ check_query(Query *q)
 		REJECT("it does not read FROM ledger.events");
 	if (q->groupClause == NIL)
 		REJECT("it has no GROUP BY; the group keys become the table's primary key");
+
+	check_outer_joins((Node *) q->jointree, events_rti);
 
 	vc.events_rti = events_rti;
 	vc.rtable = q->rtable;
