@@ -6,9 +6,11 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other, public.rc, public.rc_away CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other, public.rc, public.rc_away, public.tl_ok, public.dom_ok, public.edges_allowed CASCADE;
 DROP FUNCTION IF EXISTS public.edges_vol(text), public.edges_stable(text), public.edges_imm(text);
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
+DROP DOMAIN IF EXISTS public.edges_coin2, public.edges_coin, public.edges_allowed_text, public.edges_pos;
+DROP FUNCTION IF EXISTS public.edges_is_allowed(text);
 CREATE EXTENSION ledger_cqrs;
 RESET client_min_messages;
 
@@ -293,6 +295,62 @@ SELECT ledger.create_projection('public.unq', 'SELECT edges_imm(e.type) AS t, co
 SELECT ledger.create_projection('public.unq', 'SELECT public.edges_imm(e.type) AS t, count(*) AS n FROM ledger.events e GROUP BY 1');
 SELECT ledger.verify_projection('public.unq') AS verified;
 SELECT ledger.drop_projection('public.unq');
+
+-- time-dependent literals: the parser folds 'now', 'today', 'tomorrow' and
+-- 'yesterday' of a date/time type into a constant, which every fold would
+-- read anew; they are refused (0A000, naming the literal), in any spelling
+-- of the literal, and nothing is created.  Fixed values are accepted.
+SELECT q, sqlstate_of(format('SELECT ledger.create_projection(%L, %L)', 'public.tl', q)) AS sqlstate
+  FROM (VALUES
+    ($q$SELECT e.stream, max('now'::timestamptz) AS seen FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, count(*) FILTER (WHERE e.recorded_at <= 'now'::timestamptz) AS n FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT 'today'::date AS day, count(*) AS n FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, count(*) FILTER (WHERE e.recorded_at <= 'Now') AS n FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, max(timestamptz 'tomorrow') AS m FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, max(CAST(E'yesterday' AS timestamp)) AS m FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, max(U&'n\006Fw'::time) AS m FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, count(*) FILTER (WHERE e.recorded_at = ANY ('{epoch,now}'::timestamptz[])) AS n FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, count(*) FILTER (WHERE e.recorded_at <@ '[epoch,now)'::tstzrange) AS n FROM ledger.events e GROUP BY 1$q$)) v (q);
+SELECT to_regclass('public.tl') IS NULL AS no_table,
+       (SELECT count(*) FROM ledger.projections WHERE name = 'public.tl') AS registered;
+SELECT ledger.create_projection('public.tl', $q$SELECT e.stream, count(*) FILTER (WHERE e.recorded_at <= 'now') AS n FROM ledger.events e GROUP BY 1$q$);
+SELECT ledger.create_projection('public.tl_ok', $q$SELECT e.stream, max('2024-06-01'::timestamptz) AS fixed,
+       count(*) FILTER (WHERE e.recorded_at > 'epoch') AS since_epoch,
+       count(*) FILTER (WHERE e.recorded_at < timestamptz 'infinity') AS finite,
+       max('now'::text) AS word
+  FROM ledger.events e WHERE e.stream LIKE 'tl:%' GROUP BY 1$q$);
+SELECT ledger.append('tl:1', 'T', '{}') AS version;
+SELECT ledger.append('tl:1', 'T', '{}') AS version;
+SELECT * FROM public.tl_ok;
+SELECT ledger.verify_projection('public.tl_ok') AS verified;
+SELECT ledger.drop_projection('public.tl_ok');
+
+-- a cast to a domain runs its CHECK constraints, its base domains' too: one
+-- that calls a volatile function, or reads another table through a stable
+-- one, is refused (0A000, naming the domain), and nothing is created.  A
+-- domain that checks with immutable functions is accepted.
+CREATE TABLE public.edges_allowed (v text PRIMARY KEY);
+INSERT INTO public.edges_allowed VALUES ('a');
+CREATE FUNCTION public.edges_is_allowed(x text) RETURNS boolean LANGUAGE sql STABLE
+    AS $$ SELECT EXISTS (SELECT 1 FROM public.edges_allowed WHERE v = x) $$;
+CREATE DOMAIN public.edges_allowed_text AS text CHECK (public.edges_is_allowed(VALUE));
+CREATE DOMAIN public.edges_coin AS int CHECK (random() < 0.5);
+CREATE DOMAIN public.edges_coin2 AS public.edges_coin CHECK (VALUE > 0);
+CREATE DOMAIN public.edges_pos AS int CHECK (VALUE > 0) NOT NULL;
+SELECT q, sqlstate_of(format('SELECT ledger.create_projection(%L, %L)', 'public.dom', q)) AS sqlstate
+  FROM (VALUES
+    ($q$SELECT (e.data->>'k')::public.edges_allowed_text AS k, count(*) AS n FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, sum(e.version::int::public.edges_coin) AS s FROM ledger.events e GROUP BY 1$q$),
+    ($q$SELECT e.stream, sum(e.version::int::public.edges_coin2) AS s FROM ledger.events e GROUP BY 1$q$)) v (q);
+SELECT to_regclass('public.dom') IS NULL AS no_table,
+       (SELECT count(*) FROM ledger.projections WHERE name = 'public.dom') AS registered;
+SELECT ledger.create_projection('public.dom', $q$SELECT e.stream, sum(e.version::int::public.edges_coin2) AS s FROM ledger.events e GROUP BY 1$q$);
+SELECT ledger.create_projection('public.dom_ok', $q$SELECT e.stream, sum(e.version::int::public.edges_pos) AS s FROM ledger.events e WHERE e.stream LIKE 'dom:%' GROUP BY 1$q$);
+SELECT ledger.append('dom:1', 'D', '{}') AS version;
+SELECT ledger.append('dom:1', 'D', '{}') AS version;
+SELECT * FROM public.dom_ok;
+SELECT ledger.verify_projection('public.dom_ok') AS verified;
+SELECT ledger.drop_projection('public.dom_ok');
 
 -- a projection's table renamed away fails appends (42P01); renamed back,
 -- appends in the same session work again (the cached list is dropped on

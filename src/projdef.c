@@ -34,6 +34,7 @@
 #include "common/keywords.h"
 #include "catalog/pg_am.h"
 #include "lib/stringinfo.h"
+#include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/analyze.h"
@@ -48,6 +49,7 @@
 #include "utils/ruleutils.h"
 #include "utils/varlena.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "ledger_cqrs.h"
 #include "projection.h"
@@ -213,6 +215,138 @@ find_mutable_walker(Node *node, void *context)
 	if (IsA(node, Query))
 		return query_tree_walker((Query *) node, find_mutable_walker, context, 0);
 	return expression_tree_walker(node, find_mutable_walker, context);
+}
+
+/*
+ * check_domains_walker -- a cast to a domain runs the domain's CHECK
+ * constraints, those of its base domains included: refuse one that calls a
+ * function that is not immutable.
+ */
+static bool
+check_domains_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, CoerceToDomain))
+	{
+		Oid			domain = ((CoerceToDomain *) node)->resulttype;
+		/* in the context: it holds the callback that releases the cache */
+		DomainConstraintRef *ref = palloc(sizeof(DomainConstraintRef));
+		ListCell   *lc;
+
+		InitDomainConstraintRef(domain, ref, CurrentMemoryContext, false);
+		foreach(lc, ref->constraints)
+		{
+			DomainConstraintState *con = (DomainConstraintState *) lfirst(lc);
+			Oid			fn = InvalidOid;
+
+			if (con->check_expr == NULL ||
+				!contain_mutable_functions((Node *) con->check_expr))
+				continue;
+			(void) find_mutable_walker((Node *) con->check_expr, &fn);
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("projection query not supported: it is not a pure function of the events"),
+					 errdetail("It casts to domain %s, whose constraint \"%s\" calls %s(), which is not immutable.",
+							   format_type_be(domain), con->name,
+							   OidIsValid(fn) ? get_func_name(fn) : "a function"),
+					 errhint("A domain in a projection may check only with immutable functions.")));
+		}
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, check_domains_walker, context, 0);
+	return expression_tree_walker(node, check_domains_walker, context);
+}
+
+/*
+ * Time-dependent literals.  The parser folds a literal such as
+ * 'now'::timestamptz or 'today' compared with a date into a Const, so no
+ * function is left for the volatility check to see; yet every fold would
+ * read it anew.  A coerced literal's Const keeps the literal's location,
+ * which finds the literal's text in the raw parse tree.
+ */
+static bool
+collect_string_literals(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, A_Const) && !((A_Const *) node)->isnull &&
+		IsA(&((A_Const *) node)->val, String))
+		*(List **) context = lappend(*(List **) context, node);
+	return raw_expression_tree_walker(node, collect_string_literals, context);
+}
+
+/* date, time, timetz, timestamp or timestamptz, or an array or range of one */
+static bool
+is_datetime_type(Oid type)
+{
+	Oid			elem;
+
+	type = getBaseType(type);
+	elem = get_base_element_type(type);
+	if (OidIsValid(elem))
+		type = elem;
+	else if (type_is_multirange(type))
+		type = get_range_subtype(get_multirange_range(type));
+	else if (type_is_range(type))
+		type = get_range_subtype(type);
+	return type == DATEOID || type == TIMEOID || type == TIMETZOID ||
+		type == TIMESTAMPOID || type == TIMESTAMPTZOID;
+}
+
+/* does str have now, today, tomorrow or yesterday as a word? */
+static bool
+names_current_time(const char *str)
+{
+	static const char *const words[] = {"now", "today", "tomorrow", "yesterday"};
+	const char *p = str;
+
+	while (*p)
+	{
+		const char *start = p;
+		size_t		i;
+
+		while (isalpha((unsigned char) *p))
+			p++;
+		for (i = 0; i < lengthof(words); i++)
+			if ((size_t) (p - start) == strlen(words[i]) &&
+				pg_strncasecmp(start, words[i], p - start) == 0)
+				return true;
+		if (p == start)
+			p++;
+	}
+	return false;
+}
+
+static bool
+check_time_literals_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Const) && ((Const *) node)->location >= 0 &&
+		is_datetime_type(((Const *) node)->consttype))
+	{
+		Const	   *c = (Const *) node;
+		ListCell   *lc;
+
+		foreach(lc, (List *) context)
+		{
+			A_Const    *lit = lfirst_node(A_Const, lc);
+
+			if (lit->location == c->location && names_current_time(strVal(&lit->val)))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("projection query not supported: it is not a pure function of the events"),
+						 errdetail("The literal '%s' of type %s means the time it is read, which every fold reads anew.",
+								   strVal(&lit->val), format_type_be(c->consttype)),
+						 errhint("Use a fixed time such as '2024-06-01 00:00:00+00', or derive it from the event, e.g. e.recorded_at."),
+						 errposition(c->location + 1)));
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, check_time_literals_walker, context, 0);
+	return expression_tree_walker(node, check_time_literals_walker, context);
 }
 
 static ProjColumnKind
@@ -423,6 +557,7 @@ check_query(Query *q)
 				 errmsg("projection query not supported: it is not a pure function of the events"),
 				 errdetail("It uses a volatile or stable expression, such as CURRENT_TIMESTAMP or a stable cast.")));
 	}
+	(void) query_tree_walker(q, check_domains_walker, NULL, 0);
 	return events_rti;
 }
 
@@ -592,6 +727,12 @@ ledger_parse_projection(const char *query)
 	q = parse_analyze(copyObject(rs), query, NULL, 0, NULL);
 #endif
 	(void) check_query(q);
+	{
+		List	   *literals = NIL;
+
+		(void) collect_string_literals(rs->stmt, &literals);
+		(void) query_tree_walker(q, check_time_literals_walker, literals, 0);
+	}
 
 	/* the columns: every one a group key or an allowed aggregate */
 	def->query = pstrdup(query);
