@@ -140,3 +140,80 @@ SELECT ledger.append('meta:null', 'Noted', '{}', NULL, 'null');
 SELECT ledger.append_events('meta:null', '[{"type": "Noted", "data": {}, "metadata": null}]');
 SELECT ledger.append('meta:null', 'Noted', '{}', NULL, '"web"');
 SELECT version, metadata FROM ledger.read_stream('meta:null');
+
+-- paging inside one transaction's events (a restore's, or any big
+-- transaction's, all share one tx_order): each page starts right after the
+-- cursor's (tx_order, position), nothing lost, nothing repeated, in order
+SELECT ledger.append('bulk:before', 'Before', '{}');
+BEGIN;
+SELECT sum(ledger.append_events('bulk:' || s,
+         (SELECT jsonb_agg(jsonb_build_object('type', 'Bulk', 'data', jsonb_build_object('n', g)))
+            FROM generate_series(1, 500) g))) AS appended
+  FROM generate_series(1, 5) s;
+COMMIT;
+SELECT ledger.append('bulk:after', 'After', '{}');
+SELECT min(position) AS bulk_first, count(DISTINCT tx_order) AS bulk_tx_orders
+  FROM ledger.events WHERE type = 'Bulk' \gset
+SELECT :bulk_tx_orders AS bulk_tx_orders;
+-- from a cursor in the middle of it, and from its last event
+SELECT position - :bulk_first AS offset, type FROM ledger.read_all(:bulk_first + 1234, 3);
+SELECT position - :bulk_first AS offset, type FROM ledger.read_all(:bulk_first + 2499, 2);
+CREATE TEMP TABLE pages (size int, page int, n bigint, position bigint);
+CREATE FUNCTION pg_temp.page_through(size int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    cursor_pos bigint := 0;
+    page int := 0;
+    got int;
+BEGIN
+    LOOP
+        page := page + 1;
+        INSERT INTO pages
+            SELECT size, page, (SELECT count(*) FROM pages p WHERE p.size = page_through.size)
+                               + row_number() OVER (), r.position
+              FROM ledger.read_all(cursor_pos, size) r;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        EXIT WHEN got = 0;
+        SELECT p.position INTO cursor_pos FROM pages p
+         WHERE p.size = page_through.size ORDER BY p.n DESC LIMIT 1;
+    END LOOP;
+END $$;
+SELECT pg_temp.page_through(9), pg_temp.page_through(1000);
+-- the n-th event delivered is the n-th of the log in (tx_order, position)
+-- order; every page but the last is full
+WITH log AS (SELECT row_number() OVER (ORDER BY tx_order, position) AS n, position FROM ledger.events)
+SELECT p.size, count(*) AS delivered, count(DISTINCT p.position) AS distinct_positions,
+       (SELECT count(*) FROM ledger.events) AS in_log,
+       count(*) FILTER (WHERE log.position IS DISTINCT FROM p.position) AS out_of_place,
+       count(DISTINCT p.page) AS pages
+  FROM pages p LEFT JOIN log USING (n) GROUP BY p.size ORDER BY p.size;
+SELECT size, page, count(*) AS rows FROM pages GROUP BY size, page
+HAVING count(*) <> size ORDER BY size, page;
+
+-- an async projection caught up in batches inside that transaction reads
+-- the same way: its batches add up to the log, and it verifies
+BEGIN;
+SET LOCAL ledger_cqrs.fill_sync_limit = 0;
+SET LOCAL client_min_messages = warning;
+SELECT ledger.create_projection('bulk_streams',
+    'SELECT stream, count(*) AS n, max(position) AS last FROM ledger.events GROUP BY stream', 'async');
+CREATE TEMP TABLE batches (batch serial, n bigint);
+DO $$
+DECLARE
+    n bigint;
+BEGIN
+    LOOP
+        n := ledger.catch_up('bulk_streams', 9);
+        INSERT INTO batches (n) VALUES (n);
+        EXIT WHEN n = 0;
+    END LOOP;
+END $$;
+SELECT count(*) FILTER (WHERE n = 9) AS full_batches, sum(n) AS caught_up,
+       (SELECT count(*) FROM ledger.events) AS in_log
+  FROM batches;
+SELECT state, lag_events, checkpoint = (SELECT position FROM ledger.events
+                                         ORDER BY tx_order DESC, position DESC LIMIT 1) AS at_last
+  FROM ledger.projection_status WHERE name = 'bulk_streams';
+SELECT ledger.verify_projection('bulk_streams');
+SELECT stream, n, last - :bulk_first AS last_offset FROM bulk_streams WHERE stream LIKE 'bulk:%' ORDER BY stream;
+COMMIT;
+SELECT ledger.stop_projector() IS NOT NULL AS projector_stopped;

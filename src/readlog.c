@@ -139,6 +139,12 @@ ledger_tx_order_of(Relation events, int64 position, Snapshot snapshot)
  * after_position), in (tx_order, position) order and below horizon, to
  * callback until it returns false or max_count events were fed (-1: no
  * limit).  Returns the number of events fed.
+ *
+ * The cursor is a row comparison, (tx_order, position) > (after_order,
+ * after_position), as the executor builds one for that SQL: the btree
+ * descends straight to the first event after the cursor, also inside one
+ * transaction's events (a restore's are all of one tx_order), instead of
+ * reading every earlier event of the cursor's tx_order again.
  */
 int64
 ledger_scan_log(Relation events, Snapshot snapshot,
@@ -151,6 +157,7 @@ ledger_scan_log(Relation events, Snapshot snapshot,
 	TupleTableSlot *slot = table_slot_create(events, NULL);
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
+	ScanKeyData cursor[2];
 	int			nkeys = 0;
 	int64		n = 0;
 
@@ -158,8 +165,22 @@ ledger_scan_log(Relation events, Snapshot snapshot,
 		goto done;
 
 	if (after_position > 0)
-		ScanKeyInit(&keys[nkeys++], 1, BTGreaterEqualStrategyNumber, F_XID8GE,
-					FullTransactionIdGetDatum(after_order));
+	{
+		/* members compare with the btree's 3-way support functions */
+		ScanKeyEntryInitialize(&cursor[0], SK_ROW_MEMBER, 1, BTGreaterStrategyNumber,
+							   InvalidOid, InvalidOid, F_XID8CMP,
+							   FullTransactionIdGetDatum(after_order));
+		ScanKeyEntryInitialize(&cursor[1], SK_ROW_MEMBER | SK_ROW_END, 2,
+							   BTGreaterStrategyNumber, InvalidOid, InvalidOid,
+							   F_BTINT8CMP, Int64GetDatum(after_position));
+		/* the header has no function: it points to its members */
+		memset(&keys[nkeys], 0, sizeof(ScanKeyData));
+		keys[nkeys].sk_flags = SK_ROW_HEADER;
+		keys[nkeys].sk_attno = 1;
+		keys[nkeys].sk_strategy = BTGreaterStrategyNumber;
+		keys[nkeys].sk_argument = PointerGetDatum(cursor);
+		nkeys++;
+	}
 	ScanKeyInit(&keys[nkeys++], 1, BTLessStrategyNumber, F_XID8LT,
 				FullTransactionIdGetDatum(horizon));
 
@@ -167,17 +188,7 @@ ledger_scan_log(Relation events, Snapshot snapshot,
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		bool		isnull;
-
 		CHECK_FOR_INTERRUPTS();
-		if (after_position > 0)
-		{
-			FullTransactionId o = DatumGetFullTransactionId(slot_getattr(slot, Anum_events_tx_order, &isnull));
-			int64		p = DatumGetInt64(slot_getattr(slot, Anum_events_position, &isnull));
-
-			if (FullTransactionIdEquals(o, after_order) && p <= after_position)
-				continue;
-		}
 		n++;
 		if (!callback(slot, arg) || n == max_count)
 			break;
