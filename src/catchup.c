@@ -7,11 +7,12 @@
  * Each projection that is not maintained inline follows the log with a
  * cursor (checkpoint_order, checkpoint_position) in ledger.projections,
  * exactly as a read_all consumer does: a batch is the events after the
- * cursor whose tx_order is below the xmin of this transaction's snapshot,
- * all of them committed.  The batch's rows and the new cursor are written in
- * the same transaction, so a crash never applies an event twice or skips
- * one.  The registry row is locked FOR UPDATE SKIP LOCKED, so the worker and
- * a manual catch_up never fold the same batch twice.
+ * cursor whose tx_order is below the horizon of this transaction's snapshot
+ * (ledger_log_horizon), all of them committed.  The batch's rows and the
+ * new cursor are written in the same transaction, so a crash never applies
+ * an event twice or skips one.  The registry row is locked FOR UPDATE SKIP
+ * LOCKED, so the worker and a manual catch_up never fold the same batch
+ * twice.
  *
  * An inline projection created over a large log starts in state
  * catching_up: appenders leave it alone and catch-up fills it in batches.
@@ -361,7 +362,7 @@ catch_up_pinned(const char *name, int64 max_events, bool allow_handover)
 		before = 0;
 	}
 
-	/* events below the xmin of the snapshot our fold will read with */
+	/* events below the horizon of the snapshot our fold will read with */
 	horizon = ledger_log_horizon(GetTransactionSnapshot());
 	n = count_batch(cursor_order, cursor_position, horizon,
 					max_events >= 0 ? max_events : -1, &end);

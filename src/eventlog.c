@@ -25,9 +25,10 @@
  * tx_order is the commit-safe ordering key read_all and async consumers
  * follow: max(this transaction's full xid, tx_order of the stream's previous
  * event).  Every event not yet committed when a reader takes its snapshot has
- * tx_order >= that snapshot's xmin, so a reader that stops below xmin never
- * skips an event, and raising to the stream's previous key keeps each stream
- * in version order.
+ * tx_order >= the xid of a transaction of this database that the snapshot
+ * saw running (or >= its xmax), so a reader that stops below the oldest of
+ * them (ledger_log_horizon) never skips an event, and raising to the
+ * stream's previous key keeps each stream in version order.
  *
  *-------------------------------------------------------------------------
  */

@@ -6,9 +6,10 @@
  * read_all is for consumers outside the transaction that appends: it must
  * never let them skip an event whose transaction took a lower position but
  * committed later.  It delivers in (tx_order, position) order and only events
- * whose tx_order is below the xmin of the reading snapshot: every such event
- * is committed and visible, and every event not yet committed has a
- * tx_order at or above that xmin (see eventlog.c), so it sorts after the
+ * whose tx_order is below the horizon of the reading snapshot, the oldest
+ * transaction of this database it saw running (ledger_log_horizon): every
+ * such event is committed and visible, and every event not yet committed
+ * has a tx_order at or above it (see eventlog.c), so it sorts after the
  * cursor once it commits.
  *
  * The cursor `after` is the position of the last event a consumer received
@@ -24,9 +25,14 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -90,13 +96,140 @@ ledger_widen_xid(TransactionId xid)
 }
 
 /*
+ * prepared_xact_database -- the database of prepared transaction xid, as
+ * pg_prepared_xacts shows it, or InvalidOid if it is not listed there.
+ */
+static Oid
+prepared_xact_database(TransactionId xid)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		arg = TransactionIdGetDatum(xid);
+	Oid			db = InvalidOid;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	if (plan == NULL)
+	{
+		Oid			argtype = XIDOID;
+		SPIPlanPtr	p = SPI_prepare("SELECT dbid FROM pg_catalog.pg_prepared_xact()"
+									" WHERE transaction OPERATOR(pg_catalog.=) $1",
+									1, &argtype);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare the prepared transactions' lookup");
+		SPI_keepplan(p);
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_prepared_xact()");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			db = DatumGetObjectId(d);
+	}
+	SPI_finish();
+	return db;
+}
+
+/*
+ * xid_of_other_database -- whether top-level xid, running when a snapshot
+ * was taken, is proven to be a transaction of another database, which
+ * cannot have appended to this database's log.  Whatever is not proven so
+ * counts as this database's: a transaction that ended since the snapshot,
+ * one whose database cannot be told (InvalidOid).
+ *
+ * A database read from a process array entry is only believed if xid is
+ * found running again afterwards: a transaction running before and after
+ * the read held that entry throughout (a backend keeps its entry, and its
+ * database, until it exits; a prepared transaction's entry is not reused
+ * before COMMIT or ROLLBACK PREPARED removes it from the array).
+ */
+static bool
+xid_of_other_database(TransactionId xid)
+{
+	int			pid = BackendXidGetPid(xid);
+	Oid			db = InvalidOid;
+
+	if (pid != 0)
+	{
+		PGPROC	   *proc = BackendPidGetProc(pid);
+
+		if (proc != NULL)
+			db = proc->databaseId;
+		if (BackendXidGetPid(xid) != pid)
+			return false;
+	}
+	else
+	{
+		/* no backend: prepared, or ended since the snapshot */
+		if (!TransactionIdIsInProgress(xid))
+			return false;
+		db = prepared_xact_database(xid);
+		if (!TransactionIdIsInProgress(xid))
+			return false;
+	}
+	return OidIsValid(db) && db != MyDatabaseId;
+}
+
+static int
+xid_order(const void *a, const void *b)
+{
+	TransactionId x = *(const TransactionId *) a;
+	TransactionId y = *(const TransactionId *) b;
+
+	return TransactionIdPrecedes(x, y) ? -1 : TransactionIdPrecedes(y, x) ? 1 : 0;
+}
+
+/*
  * ledger_log_horizon -- the tx_order below which every event is settled for
- * this snapshot: the xid of the oldest transaction still running.
+ * this snapshot: the xid of the oldest transaction of this database still
+ * running when it was taken (its xmax if none).
+ *
+ * Only a transaction connected to this database can append to its log:
+ * a backend, an apply worker, a restore, or a prepared transaction of this
+ * database.  The snapshot's xmin is the oldest running transaction of the
+ * whole cluster; the horizon skips those proven to belong to another
+ * database (xid_of_other_database), in xid order from the oldest, and
+ * stops at the first that is not.  Every transaction this snapshot does not
+ * see as committed is then either one skipped (another database's, no
+ * events here), or at or above the horizon: in the snapshot's running
+ * list, this transaction, or at or above its xmax.  Its events' tx_order is
+ * at least its xid, so at or above the horizon.
+ *
+ * A snapshot taken during recovery has no database for the transactions
+ * of the primary: there the horizon stays the snapshot's xmin.
  */
 FullTransactionId
 ledger_log_horizon(Snapshot snapshot)
 {
-	return ledger_widen_xid(snapshot->xmin);
+	TransactionId horizon = snapshot->xmax;
+	TransactionId mine = GetTopTransactionIdIfAny();
+	TransactionId *running;
+	uint32		i;
+
+	if (snapshot->takenDuringRecovery)
+		return ledger_widen_xid(snapshot->xmin);
+
+	/* not in the snapshot's running list, but running */
+	if (TransactionIdIsNormal(mine) && TransactionIdPrecedes(mine, horizon))
+		horizon = mine;
+
+	running = palloc(sizeof(TransactionId) * Max(snapshot->xcnt, 1));
+	memcpy(running, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
+	qsort(running, snapshot->xcnt, sizeof(TransactionId), xid_order);
+	for (i = 0; i < snapshot->xcnt && TransactionIdPrecedes(running[i], horizon); i++)
+	{
+		if (!xid_of_other_database(running[i]))
+		{
+			horizon = running[i];
+			break;
+		}
+	}
+	pfree(running);
+	return ledger_widen_xid(horizon);
 }
 
 /*
