@@ -921,26 +921,30 @@ ledger_projection_columns(ProjectionDef *def, const char *qualifier)
 
 /*
  * ledger_projection_fold_sql -- merge the aggregate of the events that
- * satisfy cond into target.
+ * satisfy cond into target.  The rows go in in the order of their keys
+ * (under the collations the table's key columns have), not in the
+ * aggregate's hash order: two folds that touch the same keys lock their
+ * rows in the same order, and do not deadlock.
  */
 char *
 ledger_projection_fold_sql(ProjectionDef *def, const char *target, const char *cond)
 {
 	StringInfoData buf;
+	StringInfoData keys;
 	char	   *cols = ledger_projection_columns(def, NULL);
 	bool		first = true;
 	int			i;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "INSERT INTO %s AS t (%s) SELECT %s FROM (%s) AS d (%s) ON CONFLICT (",
-					 target, cols, cols, ledger_projection_source(def, cond), cols);
+	initStringInfo(&keys);
 	for (i = 0; i < def->ncols; i++)
 		if (def->kinds[i] == PROJ_KEY)
-		{
-			appendStringInfo(&buf, "%s%s", first ? "" : ", ", quote_identifier(def->colnames[i]));
-			first = false;
-		}
-	appendStringInfoString(&buf, ") DO ");
+			appendStringInfo(&keys, "%s%s", keys.len > 0 ? ", " : "",
+							 quote_identifier(def->colnames[i]));
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s AS t (%s) SELECT %s FROM (%s) AS d (%s) ORDER BY %s"
+					 " ON CONFLICT (%s) DO ",
+					 target, cols, cols, ledger_projection_source(def, cond), cols,
+					 keys.data, keys.data);
 	first = true;
 	for (i = 0; i < def->ncols; i++)
 	{
