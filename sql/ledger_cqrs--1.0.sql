@@ -423,11 +423,12 @@ DECLARE
     deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
     st pg_catalog.text;
     lag pg_catalog.int8;
+    err pg_catalog.text;
     applied pg_catalog.int8;
 BEGIN
     LOOP
         applied := ledger.catch_up(name);
-        SELECT s.state, s.lag_events INTO st, lag
+        SELECT s.state, s.lag_events, s.last_error INTO st, lag, err
           FROM ledger.projection_status s
          WHERE s.name OPERATOR(pg_catalog.=) wait_for_projection.name
             OR s.target OPERATOR(pg_catalog.=) wait_for_projection.name;
@@ -452,8 +453,11 @@ BEGIN
         END IF;
     END LOOP;
     IF st OPERATOR(pg_catalog.=) 'failed' THEN
+        -- keep the failure our own round may just have recorded
+        COMMIT;
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = pg_catalog.format('projection "%s" failed', name);
+            MESSAGE = pg_catalog.format('projection "%s" failed', name),
+            DETAIL = COALESCE(err, '');
     END IF;
 END
 $$;

@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS ledger_cqrs CASCADE;
 DROP SCHEMA IF EXISTS regress_edges CASCADE;
 DROP TABLE IF EXISTS public.mixed, public."Mixed", public.snap_t, public.ties,
-    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other, public.rc, public.rc_away, public.tl_ok, public.dom_ok, public.edges_allowed CASCADE;
+    public.jl_cross, public.jl_on, public.by_type, public.by_stream, public.no_alias, public.waited, public.wait_failed, public.pin_a, public.pin_b, public.slow, public.slow_inline, public.unq, public.edges_other, public.rc, public.rc_away, public.tl_ok, public.dom_ok, public.edges_allowed CASCADE;
 DROP FUNCTION IF EXISTS public.edges_vol(text), public.edges_stable(text), public.edges_imm(text);
 DROP FUNCTION IF EXISTS regress_ping() CASCADE;
 DROP DOMAIN IF EXISTS public.edges_coin2, public.edges_coin, public.edges_allowed_text, public.edges_pos;
@@ -216,6 +216,20 @@ RESET ledger_cqrs.fill_sync_limit;
 RESET ledger_cqrs.fill_batch_size;
 SELECT ledger.verify_projection('waited') AS verified;
 SELECT ledger.drop_projection('waited');
+
+-- wait_for_projection that drives a fill into failure commits the failure
+-- its own round recorded before raising 55000, whose detail is the cause
+SELECT ledger.append('wf:1', 'WF', '{"d": 1}'), ledger.append('wf:1', 'WF', '{"d": 0}');
+SET ledger_cqrs.fill_sync_limit = 0;
+SELECT ledger.create_projection('wait_failed', $$SELECT e.stream, sum(10 / (e.data->>'d')::int) AS s FROM ledger.events e WHERE e.type = 'WF' GROUP BY 1$$);
+RESET ledger_cqrs.fill_sync_limit;
+SELECT ledger.stop_projector() IS NOT NULL AS projector_stopped;
+CALL ledger.wait_for_projection('wait_failed');
+\echo :LAST_ERROR_SQLSTATE
+SELECT state, last_error FROM ledger.projection_status WHERE name = 'wait_failed';
+SELECT count(*) AS rows FROM wait_failed;
+SELECT count(*) AS events FROM ledger.events WHERE type = 'WF';
+SELECT ledger.drop_projection('wait_failed');
 
 -- a fold that fails inside a savepoint leaves nothing pinned: a projection
 -- created later in the same transaction is folded into
