@@ -217,7 +217,9 @@ ledger_log_horizon(Snapshot snapshot)
 	if (TransactionIdIsNormal(mine) && TransactionIdPrecedes(mine, horizon))
 		horizon = mine;
 
-	running = palloc(sizeof(TransactionId) * Max(snapshot->xcnt, 1));
+	if (snapshot->xcnt == 0)	/* xip may then be NULL */
+		return ledger_widen_xid(horizon);
+	running = palloc(sizeof(TransactionId) * snapshot->xcnt);
 	memcpy(running, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
 	qsort(running, snapshot->xcnt, sizeof(TransactionId), xid_order);
 	for (i = 0; i < snapshot->xcnt && TransactionIdPrecedes(running[i], horizon); i++)
