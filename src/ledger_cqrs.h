@@ -48,6 +48,7 @@
 #define LEDGER_LOCK_SNAPSHOT	0x4C03
 #define LEDGER_LOCK_PROJECTOR	0x4C04	/* held for life by a database's projector */
 #define LEDGER_LOCK_REBUILD		0x4C05	/* held by rebuild_projection: state 'rebuilding' */
+#define LEDGER_LOCK_STOPPING	0x4C06	/* held by stop_projector() until it commits */
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog

@@ -292,8 +292,8 @@ spi_count(const char *sql)
 }
 
 /* the extension's owner: the owner of ledger.events */
-static Oid
-extension_owner(void)
+Oid
+ledger_extension_owner(void)
 {
 	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(ledger_catalog()->events));
 	Oid			owner;
@@ -513,7 +513,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 		LedgerUserSwitch as_extension;
 		bool		taken;
 
-		ledger_become(extension_owner(), false, &as_extension);
+		ledger_become(ledger_extension_owner(), false, &as_extension);
 		taken = lookup_registry(name, REGISTRY_LATEST) != NULL ||
 			lookup_registry(target, REGISTRY_LATEST) != NULL;
 		ledger_restore_user(&as_extension);
@@ -574,7 +574,7 @@ ledger_create_projection(PG_FUNCTION_ARGS)
 
 	/* the rest as the extension's owner */
 	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(ledger_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
 	spi_exec(psprintf("CREATE TRIGGER ledger_projection_guard BEFORE INSERT OR UPDATE OR DELETE"
 					  " OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION ledger.projection_guard()",
@@ -669,7 +669,7 @@ ledger_drop_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("projection \"%s\" is built in and cannot be dropped", name)));
-	ledger_become(extension_owner(), false, &as_extension);
+	ledger_become(ledger_extension_owner(), false, &as_extension);
 	SPI_connect();
 	r = lookup_registry(name, REGISTRY_LATEST);
 	if (r == NULL)
@@ -1284,7 +1284,7 @@ ledger_verify_projection(PG_FUNCTION_ARGS)
 	RegistryRow *r;
 	bool		ok;
 
-	ledger_become(extension_owner(), false, &as_extension);
+	ledger_become(ledger_extension_owner(), false, &as_extension);
 	if (m != NULL)
 	{
 		ok = ledger_builtin_verify(m);
@@ -1338,7 +1338,7 @@ ledger_rebuild_projection(PG_FUNCTION_ARGS)
 	RegistryRow *r;
 	int64		n;
 
-	ledger_become(extension_owner(), false, &as_extension);
+	ledger_become(ledger_extension_owner(), false, &as_extension);
 	if (m != NULL)
 	{
 		mark_rebuilding(ledger_builtin_name(m));

@@ -101,6 +101,7 @@ extern int64 ledger_fold_range(ProjectionDef *def, const char *target, Oid owner
 extern void ledger_apply_init(void);
 
 /* projection.c */
+extern Oid	ledger_extension_owner(void);
 extern int	ledger_projection_snapshot_interval;
 extern bool ledger_take_projection_snapshot(const char *name, ProjectionDef *def,
 											const char *target, Oid owner,

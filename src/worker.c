@@ -21,6 +21,13 @@
  * (its pid is kept in ledger.projector and cached per backend), so a commit
  * is picked up within milliseconds rather than a naptime.
  *
+ * Appenders also bring it back.  A row in ledger.projector says a projector
+ * is wanted in this database (stop_projector() deletes it); after a server
+ * restart, or once the projector has gone, an appender that finds nobody
+ * holding the projector lock starts one when it commits.  A backend tests
+ * the lock once per transaction until it has seen a projector hold it, and
+ * again only after the pid it wakes turns out to be gone.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,6 +37,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
@@ -49,6 +57,7 @@
 #include "utils/resowner.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -62,26 +71,62 @@ PGDLLEXPORT void ledger_projector_main(Datum main_arg);
 
 #define PROJECTOR_TYPE "ledger_cqrs projector"
 
+/* bgw_extra of a dynamic projector */
+typedef struct ProjectorExtra
+{
+	Oid			role;			/* to connect as */
+	bool		on_demand;		/* started by an appender (check_projector) */
+} ProjectorExtra;
+
+StaticAssertDecl(sizeof(ProjectorExtra) <= BGW_EXTRALEN, "ProjectorExtra must fit in bgw_extra");
+
 int			ledger_projector_naptime = 1000;	/* ms */
 char	   *ledger_projector_database = NULL;
 
 /* backend-local: did this transaction append while projections follow?
  * (also set when it created a projection the projector must fill) */
 static bool wake_on_commit = false;
-static int	cached_projector_pid = -1;	/* -1: unknown, 0: none */
+static int	cached_projector_pid = -1;	/* -1: unknown, 0: none wanted */
+static bool projector_live = false; /* seen holding its lock since cached */
 static Oid	projector_relid = InvalidOid;
 
+/* check_projector found none running: start one, as start_as, at commit */
+static bool start_on_commit = false;
+static Oid	start_as = InvalidOid;
+static BackgroundWorkerHandle *started = NULL;	/* the last one we started */
+static TimestampTz start_failed_at = 0; /* when that could not be done */
+
+static bool register_projector(Oid role, bool on_demand, BackgroundWorkerHandle **handle);
+
+/* kind: LEDGER_LOCK_PROJECTOR or LEDGER_LOCK_STOPPING */
 static void
-projector_locktag(LOCKTAG *tag)
+projector_locktag(LOCKTAG *tag, uint16 kind)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, LEDGER_LOCK_PROJECTOR);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, kind);
 }
 
 static void
 projector_inval_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == projector_relid)
+	{
 		cached_projector_pid = -1;
+		projector_live = false;
+	}
+}
+
+/* start the projector check_projector asked for; at most once per naptime
+ * after a failure, which the WARNING reports */
+static void
+start_projector_on_commit(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	if (started != NULL)
+		pfree(started);
+	started = NULL;
+	start_failed_at = register_projector(start_as, true, &started) ? 0 : GetCurrentTimestamp();
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -96,13 +141,23 @@ worker_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLev
 	if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !isTopLevel || !wake_on_commit)
 		return;
 	wake_on_commit = false;
-	if (isCommit && cached_projector_pid > 0)
+	if (isCommit && start_on_commit)
+		start_projector_on_commit();
+	else if (isCommit && cached_projector_pid > 0)
 	{
 		PGPROC	   *proc = BackendPidGetProc(cached_projector_pid);
 
-		if (proc != NULL)
+		/* a pid reused by some other process is as good as gone */
+		if (proc != NULL && proc->isBackgroundWorker && proc->databaseId == MyDatabaseId)
 			SetLatch(&proc->procLatch);
+		else
+		{
+			/* read ledger.projector and look for a projector next time */
+			cached_projector_pid = -1;
+			projector_live = false;
+		}
 	}
+	start_on_commit = false;
 }
 
 /* the pid recorded in ledger.projector for this database, or 0 */
@@ -135,14 +190,59 @@ read_projector_pid(void)
 }
 
 /*
+ * check_projector -- a projector is wanted in this database: does one run?
+ * A live projector holds its lock for life, so if we can take it, none
+ * does: release it at once and start one when our transaction commits
+ * (after the commit, so that it sees our events, and not at all should we
+ * roll back).  Not while the one we started last is still on its way to
+ * the lock, and not in a session that cannot write.
+ */
+static void
+check_projector(void)
+{
+	LOCKTAG		tag;
+	LockAcquireResult res;
+	pid_t		pid;
+
+	if (!IsUnderPostmaster || RecoveryInProgress() || XactReadOnly)
+		return;
+	if (start_failed_at != 0 &&
+		!TimestampDifferenceExceeds(start_failed_at, GetCurrentTransactionStartTimestamp(),
+									ledger_projector_naptime))
+		return;
+	projector_locktag(&tag, LEDGER_LOCK_PROJECTOR);
+	res = LockAcquire(&tag, ExclusiveLock, true, true);
+	if (res != LOCKACQUIRE_NOT_AVAIL)
+		LockRelease(&tag, ExclusiveLock, true);
+	/* held by a live projector, or already by us: we are the projector */
+	if (res != LOCKACQUIRE_OK)
+	{
+		projector_live = true;
+		return;
+	}
+	if (started != NULL && GetBackgroundWorkerPid(started, &pid) != BGWH_STOPPED)
+		return;
+	start_as = ledger_extension_owner();
+	start_on_commit = true;
+}
+
+/*
  * ledger_note_async_work -- this transaction appended events that some
- * projection will pick up after commit: wake the projector then.
+ * projection will pick up after commit: wake the projector then, and make
+ * sure there is one if ledger.projector says it is wanted.  On the append
+ * path: once a live projector is known, this costs two tests.
  */
 void
 ledger_note_async_work(void)
 {
 	if (cached_projector_pid < 0)
+	{
 		cached_projector_pid = read_projector_pid();
+		projector_live = false;
+	}
+	/* once per transaction: wake_on_commit is still false at its first call */
+	if (!wake_on_commit && !projector_live && cached_projector_pid > 0)
+		check_projector();
 	wake_on_commit = true;
 }
 
@@ -179,6 +279,24 @@ ledger_worker_init(void)
 	}
 }
 
+/* worker_xact_begin, worker_xact_end -- one transaction of the worker, with SPI */
+static void
+worker_xact_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+worker_xact_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 /* one iteration: catch up everything; returns events applied */
 static int64
 projector_round(void)
@@ -186,10 +304,7 @@ projector_round(void)
 	int64		applied = 0;
 	bool		isnull;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	worker_xact_begin();
 	pgstat_report_activity(STATE_RUNNING, "ledger_cqrs projector: catch_up");
 
 	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
@@ -207,9 +322,7 @@ projector_round(void)
 		applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	worker_xact_end();
 	/* what it wrote counts for autovacuum now, not when it exits */
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -225,10 +338,7 @@ register_self(void)
 {
 	bool		done = false;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	worker_xact_begin();
 	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
 	{
 		/* already there (the usual case, checked every round)? */
@@ -248,30 +358,78 @@ register_self(void)
 		}
 		done = true;
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	worker_xact_end();
 	return done;
 }
 
 /*
+ * still_wanted -- for a projector an appender started: is this database's
+ * row in ledger.projector still there?  The appender decided on what it
+ * saw; a stop_projector() that ran meanwhile holds the stopping lock until
+ * it commits, so wait for that, then look (a new snapshot: READ COMMITTED).
+ */
+static bool
+still_wanted(void)
+{
+	bool		wanted = false;
+	LOCKTAG		tag;
+
+	worker_xact_begin();
+	if (OidIsValid(get_extension_oid("ledger_cqrs", true)))
+	{
+		projector_locktag(&tag, LEDGER_LOCK_STOPPING);
+		(void) LockAcquire(&tag, ShareLock, false, false);
+		if (SPI_execute(psprintf("SELECT 1 FROM ledger.projector WHERE database OPERATOR(pg_catalog.=) %u::pg_catalog.oid",
+								 MyDatabaseId), false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read ledger.projector");
+		wanted = SPI_processed > 0;
+	}
+	worker_xact_end();
+	return wanted;
+}
+
+/*
+ * take_projector_lock -- the lock that makes us this database's projector.
+ * An appender looking for a live projector (check_projector) holds it for
+ * an instant, so try a few times, 10 ms apart, before giving way.
+ */
+static bool
+take_projector_lock(void)
+{
+	LOCKTAG		tag;
+	int			i;
+
+	projector_locktag(&tag, LEDGER_LOCK_PROJECTOR);
+	for (i = 0; i < 10; i++)
+	{
+		if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return false;
+}
+
+/*
  * ledger_projector_main -- the worker's entry point.  main_arg is the
- * database OID (InvalidOid: ledger_cqrs.database); bgw_extra holds the
- * role to connect as.
+ * database OID (InvalidOid: ledger_cqrs.database); bgw_extra holds a
+ * ProjectorExtra (zeros for the preloaded one).
  */
 void
 ledger_projector_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
-	Oid			roleoid;
+	ProjectorExtra extra;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	memcpy(&roleoid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
 	if (OidIsValid(dboid))
-		BackgroundWorkerInitializeConnectionByOid(dboid, roleoid, 0);
+		BackgroundWorkerInitializeConnectionByOid(dboid, extra.role, 0);
 	else
 		BackgroundWorkerInitializeConnection(ledger_projector_database, NULL, 0);
 
@@ -283,23 +441,25 @@ ledger_projector_main(Datum main_arg)
 	/* and catch-up hands projections over to inline only in READ COMMITTED */
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 
-	/* one projector per database: the lock is ours until we exit */
+	if (extra.on_demand && !still_wanted())
 	{
-		LOCKTAG		tag;
+		ereport(LOG,
+				(errmsg("ledger_cqrs projector: ledger.stop_projector() was called in this database; exiting")));
+		proc_exit(0);
+	}
 
-		projector_locktag(&tag);
-		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-		{
-			/*
-			 * A started one gives way for good.  The preloaded one exits
-			 * with 1, to be restarted after bgw_restart_time and try again:
-			 * it takes over should the other one end (exit 0 would
-			 * unregister it until the server restarts).
-			 */
-			ereport(LOG,
-					(errmsg("ledger_cqrs projector: another projector runs in this database; exiting")));
-			proc_exit(OidIsValid(dboid) ? 0 : 1);
-		}
+	/* one projector per database: the lock is ours until we exit */
+	if (!take_projector_lock())
+	{
+		/*
+		 * A started one gives way for good.  The preloaded one exits with 1,
+		 * to be restarted after bgw_restart_time and try again: it takes
+		 * over should the other one end (exit 0 would unregister it until
+		 * the server restarts).
+		 */
+		ereport(LOG,
+				(errmsg("ledger_cqrs projector: another projector runs in this database; exiting")));
+		proc_exit(OidIsValid(dboid) ? 0 : 1);
 	}
 
 	for (;;)
@@ -389,24 +549,17 @@ running_projectors(void)
 }
 
 /*
- * ledger_ensure_projector -- the projector's pid in this database,
- * starting one if none runs; 0 (with a WARNING) if it cannot start.
+ * register_projector -- register a dynamic projector for this database,
+ * connecting as role; false (with a WARNING) if no worker slot is free.
  */
-int
-ledger_ensure_projector(void)
+static bool
+register_projector(Oid role, bool on_demand, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	pid_t		pid;
-	int			holder;
-	Oid			owner = GetUserId();
-	int			i;
-
-	holder = projector_lock_holder();
-	if (holder != 0)
-		return holder;
+	ProjectorExtra extra;
 
 	memset(&worker, 0, sizeof(worker));
+	memset(&extra, 0, sizeof(extra));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
@@ -415,17 +568,40 @@ ledger_ensure_projector(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, PROJECTOR_TYPE " for database %u", MyDatabaseId);
 	snprintf(worker.bgw_type, BGW_MAXLEN, PROJECTOR_TYPE);
 	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-	memcpy(worker.bgw_extra, &owner, sizeof(Oid));
+	extra.role = role;
+	extra.on_demand = on_demand;
+	memcpy(worker.bgw_extra, &extra, sizeof(extra));
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!RegisterDynamicBackgroundWorker(&worker, handle))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the ledger_cqrs projector"),
 				 errhint("Raise max_worker_processes, or drive projections with ledger.catch_up() or CALL ledger.wait_for_projection().")));
-		return 0;
+		return false;
 	}
+	return true;
+}
+
+/*
+ * start_and_wait -- the projector's pid in this database, starting one if
+ * none runs; 0 (with a WARNING) if it cannot start.
+ */
+static int
+start_and_wait(void)
+{
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+	int			holder;
+	int			i;
+
+	holder = projector_lock_holder();
+	if (holder != 0)
+		return holder;
+
+	if (!register_projector(GetUserId(), false, &handle))
+		return 0;
 	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
 	{
 		ereport(WARNING,
@@ -462,6 +638,24 @@ ledger_ensure_projector(void)
 }
 
 /*
+ * ledger_ensure_projector -- start_and_wait, and remember the projector
+ * found: this transaction's commit wakes it and starts no other.
+ */
+int
+ledger_ensure_projector(void)
+{
+	int			pid = start_and_wait();
+
+	if (pid > 0)
+	{
+		cached_projector_pid = pid;
+		projector_live = true;
+		start_on_commit = false;
+	}
+	return pid;
+}
+
+/*
  * ledger.start_projector() -> integer: the projector's pid
  */
 Datum
@@ -476,8 +670,17 @@ ledger_start_projector(PG_FUNCTION_ARGS)
 Datum
 ledger_stop_projector(PG_FUNCTION_ARGS)
 {
-	List	   *pids = running_projectors();
+	List	   *pids;
 	ListCell   *lc;
+	LOCKTAG		tag;
+
+	/*
+	 * Until we commit, a projector that an appender starts (having found
+	 * none once we ended ours) waits, and then finds no row: still_wanted.
+	 */
+	projector_locktag(&tag, LEDGER_LOCK_STOPPING);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	pids = running_projectors();
 
 	/* waits (up to 5 s each) until they are gone, lock and all, so that a
 	 * start_projector() right after this starts a new one */

@@ -315,9 +315,10 @@ cmp_ok(q1("SELECT events_applied FROM ledger.projections WHERE name = 'crash_asy
 is(differences('crash_inline', $q_inline), 0,
 	'crash_inline equals its query after the crash, without catching up');
 
-# no projector runs after the restart: catch up from a session, while a
-# transaction that took its xid before the last append holds the horizon
-# back, so that wait_for_projection has to wait (and commit) more than once
+# catch up from a session (the append below also brings the projector
+# back, see 014), while a transaction that took its xid before that append
+# holds the horizon back for both, so that wait_for_projection has to wait
+# (and commit) more than once
 my $hold = bg_start();
 bg_query($hold, 'BEGIN; SELECT pg_current_xact_id();');
 q1(q{SELECT ledger.append('after_hold', 'Other', '{}')});
