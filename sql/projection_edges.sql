@@ -220,10 +220,14 @@ SELECT ledger.drop_projection('waited');
 -- wait_for_projection that drives a fill into failure commits the failure
 -- its own round recorded before raising 55000, whose detail is the cause
 SELECT ledger.append('wf:1', 'WF', '{"d": 1}'), ledger.append('wf:1', 'WF', '{"d": 0}');
+-- (the projector that create_projection starts is stopped before it can
+-- see the new projection: only wait_for_projection's round runs the fill)
 SET ledger_cqrs.fill_sync_limit = 0;
+BEGIN;
 SELECT ledger.create_projection('wait_failed', $$SELECT e.stream, sum(10 / (e.data->>'d')::int) AS s FROM ledger.events e WHERE e.type = 'WF' GROUP BY 1$$);
-RESET ledger_cqrs.fill_sync_limit;
 SELECT ledger.stop_projector() IS NOT NULL AS projector_stopped;
+COMMIT;
+RESET ledger_cqrs.fill_sync_limit;
 CALL ledger.wait_for_projection('wait_failed');
 \echo :LAST_ERROR_SQLSTATE
 SELECT state, last_error FROM ledger.projection_status WHERE name = 'wait_failed';
