@@ -192,3 +192,59 @@ SELECT version, type, position = :noted_pos AS is_posting FROM ledger.events
  WHERE stream = 'transfer:noted' ORDER BY version;
 SELECT count(*) AS entries FROM ledger.account_entries WHERE transfer_id = 'noted';
 SELECT ledger.verify_projection('ledger.balances') AND ledger.verify_projection('ledger.account_entries') AS verified;
+
+-- one balance in several legs of a posting: a purchase and its fee, both
+-- debited to carol.  One balance row each, one entry per leg (leg = its
+-- index in the event's legs), every entry with the balance after the posting
+SELECT ledger.open_account('carol', '{debits_must_not_exceed_credits}');
+SELECT ledger.open_account('shop');
+SELECT ledger.open_account('fees');
+SELECT ledger.transfer('carol-in', 'bank', 'carol', 150, 'USD') > 0 AS funded;
+SELECT ledger.post_entry('purchase', '[
+    {"account": "carol", "side": "debit",  "amount": 100, "currency": "USD"},
+    {"account": "shop",  "side": "credit", "amount": 100, "currency": "USD"},
+    {"account": "carol", "side": "debit",  "amount": 2,   "currency": "USD"},
+    {"account": "fees",  "side": "credit", "amount": 2,   "currency": "USD"}]') AS purchase_pos \gset
+SELECT account, leg, side, amount, balance_after FROM ledger.account_entries
+ WHERE position = :purchase_pos ORDER BY leg;
+SELECT account, debits_posted, credits_posted, balance, postings FROM ledger.balances
+ WHERE account IN ('carol', 'shop', 'fees') ORDER BY account;
+SELECT ledger.balance_at('carol', 'USD', :purchase_pos) AS carol_at_purchase,
+       ledger.balance_at('carol', 'USD', :purchase_pos - 1) AS carol_before;
+-- a retry with the legs in another order is the same posting; the same
+-- accounts with the fee split otherwise are not (23505)
+SELECT ledger.post_entry('purchase', '[
+    {"account": "fees",  "side": "credit", "amount": 2,   "currency": "USD"},
+    {"account": "carol", "side": "debit",  "amount": 2,   "currency": "USD"},
+    {"account": "shop",  "side": "credit", "amount": 100, "currency": "USD"},
+    {"account": "carol", "side": "debit",  "amount": 100, "currency": "USD"}]') = :purchase_pos AS retry_same_position;
+SELECT ledger.post_entry('purchase', '[
+    {"account": "carol", "side": "debit",  "amount": 101, "currency": "USD"},
+    {"account": "shop",  "side": "credit", "amount": 100, "currency": "USD"},
+    {"account": "carol", "side": "debit",  "amount": 1,   "currency": "USD"},
+    {"account": "fees",  "side": "credit", "amount": 2,   "currency": "USD"}]');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS purchase_events FROM ledger.events WHERE stream = 'transfer:purchase';
+-- a refund and a fee in one posting on a flagged account: judged on the
+-- total (-49 + 50), which the account can take although the legs' order puts
+-- the debit first
+SELECT ledger.post_entry('refund', '[
+    {"account": "carol", "side": "debit",  "amount": 49,  "currency": "USD"},
+    {"account": "fees",  "side": "credit", "amount": 49,  "currency": "USD"},
+    {"account": "shop",  "side": "debit",  "amount": 50,  "currency": "USD"},
+    {"account": "carol", "side": "credit", "amount": 50,  "currency": "USD"}]') > 0 AS posted;
+SELECT account, leg, side, amount, balance_after FROM ledger.account_entries
+ WHERE transfer_id = 'refund' ORDER BY leg;
+-- balance_after agrees with a window over position (peers: the posting's
+-- legs), and the built-in models with a rebuild from the log
+SELECT count(*) AS mismatches FROM (
+  SELECT balance_after,
+         sum(CASE side WHEN 'credit' THEN amount ELSE -amount END)
+           OVER (PARTITION BY account, currency ORDER BY position) AS running
+    FROM ledger.account_entries) r
+ WHERE balance_after <> running;
+SELECT ledger.verify_projection('ledger.balances') AND ledger.verify_projection('ledger.account_entries')
+       AND ledger.verify_projection('ledger.currency_totals') AS verified;
+SELECT ledger.rebuild_projection('ledger.account_entries') > 0 AS rebuilt;
+SELECT account, leg, balance_after FROM ledger.account_entries
+ WHERE position = :purchase_pos ORDER BY leg;

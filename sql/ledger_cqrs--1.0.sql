@@ -166,7 +166,8 @@ CREATE TABLE ledger.balances (
     PRIMARY KEY (account, currency)
 ) WITH (fillfactor = 70);
 
--- One row per leg, with the account's running balance in that currency.
+-- One row per leg, with the account's running balance in that currency
+-- (after the whole posting, when a posting names the balance more than once).
 CREATE TABLE ledger.account_entries (
     account       text    COLLATE "C" NOT NULL,
     currency      text    COLLATE "C" NOT NULL,
@@ -176,7 +177,8 @@ CREATE TABLE ledger.account_entries (
     amount        numeric NOT NULL,
     balance_after numeric NOT NULL,
     recorded_at   timestamptz NOT NULL,     -- the posting's append time, for balance_at
-    PRIMARY KEY (account, currency, position)
+    leg           integer NOT NULL,         -- index in the event's legs array (0-based)
+    PRIMARY KEY (account, currency, position, leg)
 );
 
 -- Balance checkpoints: every ledger_cqrs.snapshot_interval postings of an

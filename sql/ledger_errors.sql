@@ -223,10 +223,11 @@ SELECT ledger.post_entry('x', '[{"account": "bank", "side": "debit", "amount": 1
 SELECT ledger.post_entry('x', '[{"account": "bank", "side": "debit", "amount": 1, "currency": "eur"},
                                 {"account": "bob", "side": "credit", "amount": 1, "currency": "eur"}]');
 \echo :LAST_ERROR_SQLSTATE
--- the same account twice in one currency
-SELECT ledger.post_entry('x', '[{"account": "bank", "side": "debit", "amount": 2, "currency": "USD"},
-                                {"account": "bob", "side": "credit", "amount": 1, "currency": "USD"},
-                                {"account": "bob", "side": "credit", "amount": 1, "currency": "USD"}]');
+-- the same balance in several legs: flags judge the posting's total, so two
+-- debits of 60 overdraw alice's 100 although each alone would not (23514)
+SELECT ledger.post_entry('x', '[{"account": "alice", "side": "debit", "amount": 60, "currency": "USD"},
+                                {"account": "bob", "side": "credit", "amount": 120, "currency": "USD"},
+                                {"account": "alice", "side": "debit", "amount": 60, "currency": "USD"}]');
 \echo :LAST_ERROR_SQLSTATE
 -- unbalanced, and unbalanced in one of two currencies
 SELECT ledger.post_entry('x', '[{"account": "bank", "side": "debit", "amount": 2, "currency": "USD"},
@@ -274,6 +275,12 @@ SELECT ledger.transfer('max-2', 'big-src', 'big-dst', 0.01, 'USD');
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.post_entry('max-3', '[{"account": "bank", "side": "debit", "amount": 0.01, "currency": "USD"},
                                     {"account": "big-dst", "side": "credit", "amount": 0.01, "currency": "USD"}]');
+\echo :LAST_ERROR_SQLSTATE
+-- two legs in range on one balance whose total is not
+SELECT ledger.post_entry('max-4', '[{"account": "big-src", "side": "debit", "amount": 600000000000000000000000000000000000, "currency": "EUR"},
+                                    {"account": "big-src", "side": "debit", "amount": 600000000000000000000000000000000000, "currency": "EUR"},
+                                    {"account": "bank", "side": "credit", "amount": 600000000000000000000000000000000000, "currency": "EUR"},
+                                    {"account": "bob", "side": "credit", "amount": 600000000000000000000000000000000000, "currency": "EUR"}]');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM unchanged;
 SELECT account, debits_posted, credits_posted, balance FROM ledger.balances

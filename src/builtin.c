@@ -42,8 +42,10 @@ PG_FUNCTION_INFO_V1(ledger_read_model_guard);
 #define LEGS_SQL \
 	"SELECT l->>'account' AS account, l->>'currency' AS currency," \
 	" l->>'side' AS side, (l->>'amount')::pg_catalog.numeric AS amount," \
-	" e.position, e.data->>'transfer_id' AS transfer_id, e.recorded_at" \
-	" FROM ONLY ledger.events e, pg_catalog.jsonb_array_elements(e.data->'legs') l" \
+	" e.position, e.data->>'transfer_id' AS transfer_id, e.recorded_at," \
+	" (n OPERATOR(pg_catalog.-) 1)::pg_catalog.int4 AS leg" \
+	" FROM ONLY ledger.events e," \
+	" pg_catalog.jsonb_array_elements(e.data->'legs') WITH ORDINALITY AS x(l, n)" \
 	" WHERE e.type OPERATOR(pg_catalog.=) 'TransferPosted'"
 
 typedef struct BuiltinModel
@@ -87,11 +89,12 @@ static const BuiltinModel models[] = {
 	},
 	{
 		"ledger.account_entries", "ledger.account_entries",
-		"account, currency, position, transfer_id, side, amount, balance_after, recorded_at",
-		"account, currency, position",
+		"account, currency, position, transfer_id, side, amount, balance_after, recorded_at, leg",
+		"account, currency, position, leg",
+		/* RANGE: every leg of a posting on one balance gets the balance after it */
 		"SELECT account, currency, position, transfer_id, side, amount,"
 		" pg_catalog.sum(CASE side WHEN 'credit' THEN amount ELSE OPERATOR(pg_catalog.-) amount END)"
-		" OVER (PARTITION BY account, currency ORDER BY position), recorded_at"
+		" OVER (PARTITION BY account, currency ORDER BY position), recorded_at, leg"
 		" FROM (" LEGS_SQL ") legs"
 	},
 	{

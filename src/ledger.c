@@ -605,18 +605,6 @@ ledger_post_entry(PG_FUNCTION_ARGS)
 		legs[i].amount = ledger_check_amount(v->val.numeric, legs[i].currency, scale, where);
 	}
 
-	/* each (account, currency) at most once */
-	for (i = 0; i < n; i++)
-		for (j = 0; j < i; j++)
-			if (ledger_text_eq(legs[i].account, legs[j].account) &&
-				ledger_text_eq(legs[i].currency, legs[j].currency))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("legs[%d] and legs[%d] both post to account \"%s\" in %s",
-								j, i, text_to_cstring(legs[i].account),
-								text_to_cstring(legs[i].currency)),
-						 errhint("Combine them into one leg.")));
-
 	/* balanced per currency */
 	for (i = 0; i < n; i++)
 	{

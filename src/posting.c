@@ -71,14 +71,14 @@
 #define Anum_balances_debits	3
 #define Anum_balances_credits	4
 #define Anum_balances_postings	6
-#define Natts_entries			8
+#define Natts_entries			9
 #define Natts_snapshots			8
 
 static const Oid balances_types[Natts_balances] = {
 	TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, NUMERICOID, INT8OID, INT8OID
 };
 static const Oid entries_types[Natts_entries] = {
-	TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, TIMESTAMPTZOID
+	TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, NUMERICOID, NUMERICOID, TIMESTAMPTZOID, INT4OID
 };
 static const Oid snapshots_types[Natts_snapshots] = {
 	TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID, NUMERICOID, NUMERICOID, NUMERICOID
@@ -89,10 +89,17 @@ static const Oid snapshots_types[Natts_snapshots] = {
 #define Anum_accounts_status	3
 #define Anum_currencies_scale	2
 
-/* One leg being posted, with the state of its balance row. */
+/*
+ * One balance a posting touches, with the state of its row: the (account,
+ * currency) of its first leg there, and the sum of its legs' amounts per
+ * side (a posting may name the same balance in several legs).
+ */
 typedef struct PostSlot
 {
 	LedgerLeg  *leg;
+	int			nlegs;			/* legs on this balance */
+	Numeric		add_debits;		/* their debits, NULL if none */
+	Numeric		add_credits;	/* their credits, NULL if none */
 	uint64		lockhash;
 	bool		exists;			/* the balance row exists */
 	ItemPointerData hint;		/* its TID as the index gave it, if known */
@@ -463,6 +470,8 @@ leg_cmp(const void *pa, const void *pb)
 		r = text_cmp_bytes(a->currency, b->currency);
 	if (r == 0)
 		r = (int) a->debit - (int) b->debit;
+	if (r == 0)
+		r = numeric_cmp_(a->amount, b->amount);
 	return r;
 }
 
@@ -580,7 +589,7 @@ same_legs(LedgerLeg *a, int na, LedgerLeg *b, int nb)
 	qsort(sa, na, sizeof(LedgerLeg), leg_cmp);
 	qsort(sb, nb, sizeof(LedgerLeg), leg_cmp);
 	for (i = 0; i < na; i++)
-		if (leg_cmp(&sa[i], &sb[i]) != 0 || numeric_cmp_(sa[i].amount, sb[i].amount) != 0)
+		if (leg_cmp(&sa[i], &sb[i]) != 0)
 			return false;
 	return true;
 }
@@ -864,8 +873,21 @@ check_accounts(Relation accounts, TupleTableSlot *tts, BlockNumber nblocks,
 	}
 }
 
+/* the range error for a total of slot s */
+static void
+total_out_of_range(PostSlot *s, const char *side, Numeric bound, text *transfer_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("posting \"%s\" would take the %s total of account \"%s\" in %s out of range",
+					text_to_cstring(transfer_id), side,
+					text_to_cstring(s->leg->account), text_to_cstring(s->leg->currency)),
+			 errdetail("Totals must stay below %s.", numeric_str(bound))));
+}
+
 /*
- * apply_legs -- new totals for every slot; flags and range checked.
+ * apply_legs -- new totals for every slot; flags and range checked on the
+ * totals after the whole posting.
  */
 static void
 apply_legs(PostSlot *slots, int n, int *flags, text *transfer_id)
@@ -879,15 +901,12 @@ apply_legs(PostSlot *slots, int n, int *flags, text *transfer_id)
 		Numeric		bound = amount_bound(scale);
 		Numeric		balance;
 
-		s->new_debits = s->leg->debit ? numeric_add_(s->debits, s->leg->amount) : s->debits;
-		s->new_credits = s->leg->debit ? s->credits : numeric_add_(s->credits, s->leg->amount);
-		if (numeric_cmp_(s->new_debits, bound) >= 0 || numeric_cmp_(s->new_credits, bound) >= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("posting \"%s\" would take the %s total of account \"%s\" in %s out of range",
-							text_to_cstring(transfer_id), s->leg->debit ? "debit" : "credit",
-							text_to_cstring(s->leg->account), text_to_cstring(s->leg->currency)),
-					 errdetail("Totals must stay below %s.", numeric_str(bound))));
+		s->new_debits = s->add_debits ? numeric_add_(s->debits, s->add_debits) : s->debits;
+		s->new_credits = s->add_credits ? numeric_add_(s->credits, s->add_credits) : s->credits;
+		if (numeric_cmp_(s->new_debits, bound) >= 0)
+			total_out_of_range(s, "debit", bound, transfer_id);
+		if (numeric_cmp_(s->new_credits, bound) >= 0)
+			total_out_of_range(s, "credit", bound, transfer_id);
 
 		balance = numeric_sub_(s->new_credits, s->new_debits);
 		if ((flags[i] & LEDGER_FLAG_DEBITS_LE_CREDITS) &&
@@ -912,33 +931,36 @@ apply_legs(PostSlot *slots, int n, int *flags, text *transfer_id)
 }
 
 /*
- * write_models -- the posting's rows in ledger.balances and
- * ledger.account_entries.
+ * write_models -- the posting's rows: one ledger.balances row per slot, one
+ * ledger.account_entries row per leg (legs[i] is leg i of the event and
+ * lies on slots[leg_slot[i]]).  Every entry carries the balance after the
+ * whole posting, so that balance_after agrees with balance_at(position) and
+ * never shows a state in the middle of a posting that flags forbid.
  */
 static void
 write_models(Relation balances, Relation entries, PostSlot *slots, int n,
+			 LedgerLeg *legs, int nlegs, const int *leg_slot,
 			 text *transfer_id, int64 position, TimestampTz recorded_at)
 {
 	const LedgerCatalog *c = ledger_catalog();
 	Relation	snapshots = NULL;
+	Numeric    *balance = palloc(sizeof(Numeric) * n);
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
 		PostSlot   *s = &slots[i];
-		Numeric		balance = numeric_sub_(s->new_credits, s->new_debits);
 		Datum		bv[Natts_balances];
 		bool		bn[Natts_balances] = {0};
-		Datum		ev[Natts_entries];
-		bool		en[Natts_entries] = {0};
 		HeapTuple	tup;
 
+		balance[i] = numeric_sub_(s->new_credits, s->new_debits);
 		bv[0] = PointerGetDatum(s->leg->account);
 		bv[1] = PointerGetDatum(s->leg->currency);
 		bv[2] = NumericGetDatum(s->new_debits);
 		bv[3] = NumericGetDatum(s->new_credits);
-		bv[4] = NumericGetDatum(balance);
-		bv[5] = Int64GetDatum(s->postings + 1);
+		bv[4] = NumericGetDatum(balance[i]);
+		bv[5] = Int64GetDatum(s->postings + s->nlegs);
 		bv[6] = Int64GetDatum(position);
 		tup = ledger_form_row(balances, balances_types, Natts_balances, bv, bn);
 		/* a new row, or a new index entry for it: its hint moves along */
@@ -950,20 +972,10 @@ write_models(Relation balances, Relation entries, PostSlot *slots, int n,
 					  s->lockhash, &tup->t_self);
 		heap_freetuple(tup);
 
-		ev[0] = PointerGetDatum(s->leg->account);
-		ev[1] = PointerGetDatum(s->leg->currency);
-		ev[2] = Int64GetDatum(position);
-		ev[3] = PointerGetDatum(transfer_id);
-		ev[4] = CStringGetTextDatum(s->leg->debit ? "debit" : "credit");
-		ev[5] = NumericGetDatum(s->leg->amount);
-		ev[6] = NumericGetDatum(balance);
-		ev[7] = TimestampTzGetDatum(recorded_at);
-		tup = ledger_form_row(entries, entries_types, Natts_entries, ev, en);
-		ledger_insert_tuple(entries, tup);
-		heap_freetuple(tup);
-
-		/* a balance checkpoint every snapshot_interval postings */
-		if (ledger_snapshot_interval > 0 && (s->postings + 1) % ledger_snapshot_interval == 0)
+		/* a balance checkpoint whenever postings crosses a multiple of the interval */
+		if (ledger_snapshot_interval > 0 &&
+			s->postings / ledger_snapshot_interval !=
+			(s->postings + s->nlegs) / ledger_snapshot_interval)
 		{
 			Datum		sv[Natts_snapshots];
 			bool		sn[Natts_snapshots] = {0};
@@ -974,22 +986,56 @@ write_models(Relation balances, Relation entries, PostSlot *slots, int n,
 			sv[1] = PointerGetDatum(s->leg->currency);
 			sv[2] = Int64GetDatum(position);
 			sv[3] = TimestampTzGetDatum(recorded_at);
-			sv[4] = Int64GetDatum(s->postings + 1);
+			sv[4] = Int64GetDatum(s->postings + s->nlegs);
 			sv[5] = NumericGetDatum(s->new_debits);
 			sv[6] = NumericGetDatum(s->new_credits);
-			sv[7] = NumericGetDatum(balance);
+			sv[7] = NumericGetDatum(balance[i]);
 			tup = ledger_form_row(snapshots, snapshots_types, Natts_snapshots, sv, sn);
 			ledger_insert_tuple(snapshots, tup);
 			heap_freetuple(tup);
 		}
 	}
+
+	for (i = 0; i < nlegs; i++)
+	{
+		LedgerLeg  *leg = &legs[i];
+		Datum		ev[Natts_entries];
+		bool		en[Natts_entries] = {0};
+		HeapTuple	tup;
+
+		ev[0] = PointerGetDatum(leg->account);
+		ev[1] = PointerGetDatum(leg->currency);
+		ev[2] = Int64GetDatum(position);
+		ev[3] = PointerGetDatum(transfer_id);
+		ev[4] = CStringGetTextDatum(leg->debit ? "debit" : "credit");
+		ev[5] = NumericGetDatum(leg->amount);
+		ev[6] = NumericGetDatum(balance[leg_slot[i]]);
+		ev[7] = TimestampTzGetDatum(recorded_at);
+		ev[8] = Int32GetDatum(i);
+		tup = ledger_form_row(entries, entries_types, Natts_entries, ev, en);
+		ledger_insert_tuple(entries, tup);
+		heap_freetuple(tup);
+	}
 	if (snapshots != NULL)
 		table_close(snapshots, NoLock);
 }
 
+/* the slot of leg's balance among slots[0..n), or NULL */
+static PostSlot *
+find_slot(PostSlot *slots, int n, LedgerLeg *leg)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (ledger_text_eq(slots[i].leg->account, leg->account) &&
+			ledger_text_eq(slots[i].leg->currency, leg->currency))
+			return &slots[i];
+	return NULL;
+}
+
 /*
- * ledger_post -- post validated legs (each (account, currency) at most once,
- * amounts checked, balanced per currency) under transfer_id.  Returns the
+ * ledger_post -- post validated legs (amounts checked, balanced per currency;
+ * an (account, currency) may appear in several) under transfer_id.  Returns the
  * position of the TransferPosted event, the original one on a retry.
  */
 int64
@@ -1012,6 +1058,8 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	BlockNumber accounts_nblocks;
 	TupleTableSlot *accounts_tts;
 	Relation	entries;
+	int		   *leg_slot;
+	int			nslots;
 	int			i;
 
 	events = table_open(c->events, RowExclusiveLock);
@@ -1039,23 +1087,38 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 		return position;
 	}
 
+	/* one slot per balance, however many legs name it */
 	slots = palloc0(sizeof(PostSlot) * nlegs);
 	flags = palloc0(sizeof(int) * nlegs);
+	leg_slot = palloc(sizeof(int) * nlegs);
+	nslots = 0;
 	for (i = 0; i < nlegs; i++)
 	{
-		slots[i].leg = &legs[i];
-		slots[i].lockhash = ledger_balance_hash(legs[i].account, legs[i].currency);
-		/* only to decide on the account lock below: is this a new row? */
-		if (balance_known(slots[i].lockhash, &slots[i].hint))
-			slots[i].exists = true;
-		else
+		PostSlot   *s = find_slot(slots, nslots, &legs[i]);
+		Numeric    *add;
+
+		if (s == NULL)
 		{
-			read_balance(balances, &slots[i], snap, tts, NULL, 0);
-			ItemPointerSetInvalid(&slots[i].hint);
+			s = &slots[nslots++];
+			s->leg = &legs[i];
+			s->lockhash = ledger_balance_hash(legs[i].account, legs[i].currency);
+			/* only to decide on the account lock below: is this a new row? */
+			if (balance_known(s->lockhash, &s->hint))
+				s->exists = true;
+			else
+			{
+				read_balance(balances, s, snap, tts, NULL, 0);
+				ItemPointerSetInvalid(&s->hint);
+			}
 		}
+		s->nlegs++;
+		add = legs[i].debit ? &s->add_debits : &s->add_credits;
+		*add = *add ? numeric_add_(*add, legs[i].amount) : legs[i].amount;
 	}
 	UnregisterSnapshot(snap);
-	qsort(slots, nlegs, sizeof(PostSlot), slot_cmp);
+	qsort(slots, nslots, sizeof(PostSlot), slot_cmp);
+	for (i = 0; i < nlegs; i++)
+		leg_slot[i] = find_slot(slots, nslots, &legs[i]) - slots;
 
 	/*
 	 * Whatever the critical section below needs and can get now, it gets
@@ -1073,10 +1136,10 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 
 	/* lock step 2: accounts that get a new balance row */
 	{
-		uint64	   *acct = palloc(sizeof(uint64) * nlegs);
+		uint64	   *acct = palloc(sizeof(uint64) * nslots);
 		int			na = 0;
 
-		for (i = 0; i < nlegs; i++)
+		for (i = 0; i < nslots; i++)
 			if (!slots[i].exists)
 			{
 				text	   *s = ledger_prefixed_name("account:", slots[i].leg->account);
@@ -1090,14 +1153,14 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 				ledger_lock_hash(acct[i], LEDGER_LOCK_STREAM, ShareLock);
 	}
 	/* lock step 3: the balances, in lock-tag order */
-	for (i = 0; i < nlegs; i++)
+	for (i = 0; i < nslots; i++)
 		if (i == 0 || slots[i].lockhash != slots[i - 1].lockhash)
 			ledger_lock_hash(slots[i].lockhash, LEDGER_LOCK_BALANCE, ExclusiveLock);
 
 	/* everything committed before our locks were granted is visible now */
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	check_accounts(accounts, accounts_tts, accounts_nblocks, slots, nlegs, snap, flags);
-	for (i = 0; i < nlegs; i++)
+	check_accounts(accounts, accounts_tts, accounts_nblocks, slots, nslots, snap, flags);
+	for (i = 0; i < nslots; i++)
 	{
 		ItemPointerData before = slots[i].hint;
 
@@ -1112,13 +1175,14 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 					  slots[i].lockhash, &slots[i].hint);
 	}
 	UnregisterSnapshot(snap);
-	apply_legs(slots, nlegs, flags, transfer_id);
+	apply_legs(slots, nslots, flags, transfer_id);
 
 	/* no twin under our lock: the posting goes after head */
 	appended = ledger_append_at_head(events, stream, head, &ev, 1);
 	position = appended.position;
 
-	write_models(balances, entries, slots, nlegs, transfer_id, position, appended.recorded_at);
+	write_models(balances, entries, slots, nslots, legs, nlegs, leg_slot, transfer_id,
+				 position, appended.recorded_at);
 	CommandCounterIncrement();
 
 	ExecDropSingleTupleTableSlot(accounts_tts);

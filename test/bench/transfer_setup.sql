@@ -77,10 +77,11 @@ BEGIN
         RETURNING b.balance INTO v_balance;
 
         INSERT INTO bench.pl_entries (account, currency, position, transfer_id,
-                                      side, amount, balance_after, recorded_at)
+                                      side, amount, balance_after, recorded_at, leg)
         VALUES (v_account, p_currency, v_pos, p_id,
                 CASE WHEN v_debit THEN 'debit' ELSE 'credit' END,
-                p_amount, v_balance, clock_timestamp());
+                p_amount, v_balance, clock_timestamp(),
+                CASE WHEN v_debit THEN 0 ELSE 1 END);
     END LOOP;
     RETURN v_pos;
 END
@@ -213,10 +214,11 @@ BEGIN
         END IF;
 
         INSERT INTO bench.pl_entries (account, currency, position, transfer_id,
-                                      side, amount, balance_after, recorded_at)
+                                      side, amount, balance_after, recorded_at, leg)
         VALUES (v_account, p_currency, v_pos, p_id,
                 CASE WHEN v_debit THEN 'debit' ELSE 'credit' END,
-                p_amount, b.balance, clock_timestamp());
+                p_amount, b.balance, clock_timestamp(),
+                CASE WHEN v_debit THEN 0 ELSE 1 END);
     END LOOP;
     RETURN v_pos;
 END

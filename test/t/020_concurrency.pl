@@ -118,6 +118,30 @@ BEGIN
 END
 $$;
 
+-- a payment with a fee: a pays amt to b and fee to f in one currency, as
+-- two debit legs of a's (one balance named twice), in one of two orders
+CREATE FUNCTION rnd_fee(a int, b int, f int, c int, amt bigint, fee bigint, flip int)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    curs text[] := ARRAY['USD', 'EUR', 'JPY', 'BHD'];
+    scs  int[]  := ARRAY[2, 2, 0, 3];
+    p    numeric := round(amt / power(10::numeric, scs[c]), scs[c]);
+    q    numeric := round(fee / power(10::numeric, scs[c]), scs[c]);
+    legs jsonb[];
+BEGIN
+    IF b >= a THEN b := b + 1; END IF;
+    legs := ARRAY[
+        jsonb_build_object('account', 'acct' || a, 'side', 'debit',  'amount', p, 'currency', curs[c]),
+        jsonb_build_object('account', 'acct' || b, 'side', 'credit', 'amount', p, 'currency', curs[c]),
+        jsonb_build_object('account', 'acct' || a, 'side', 'debit',  'amount', q, 'currency', curs[c]),
+        jsonb_build_object('account', 'acct' || f, 'side', 'credit', 'amount', q, 'currency', curs[c])];
+    IF flip = 1 THEN
+        legs := ARRAY[legs[4], legs[3], legs[2], legs[1]];
+    END IF;
+    RETURN ledger.post_entry('r-' || nextval('tid'), to_jsonb(legs));
+END
+$$;
+
 CREATE FUNCTION rnd_exchange(a int, b int, c1 int, c2 int, amt1 bigint, amt2 bigint, flip int)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -392,6 +416,16 @@ my $w1 = storm('random transfers and exchanges among 200 accounts', 400,
 \set flip random(0, 1)
 SELECT rnd_exchange(:a, :b, :c1, :c2, :amt1, :amt2, :flip);
 PGBENCH
+		'020_fee@2' => <<'PGBENCH',
+\set a random(1, 200)
+\set b random(1, 199)
+\set f random(1, 200)
+\set c random(1, 4)
+\set amt random(1, 500000)
+\set fee random(1, 5000)
+\set flip random(0, 1)
+SELECT rnd_fee(:a, :b, :f, :c, :amt, :fee, :flip);
+PGBENCH
 		'020_catchup@1' => <<'PGBENCH',
 SELECT ledger.catch_up('turnover', 100);
 PGBENCH
@@ -405,6 +439,9 @@ is(q1(q{SELECT count(DISTINCT l->>'currency') FROM ledger.events e, jsonb_array_
 	'4', 'workload 1: postings in all four currencies');
 is(q1(q{SELECT count(*) FROM ledger.balances WHERE currency = 'JPY' AND balance <> trunc(balance)}),
 	'0', 'workload 1: JPY (scale 0) balances are whole yen');
+ok(q1(q{SELECT count(*) FROM (SELECT FROM ledger.account_entries WHERE transfer_id LIKE 'r-%'
+                                GROUP BY account, currency, position HAVING count(*) > 1) d}) > 0,
+	'workload 1: some postings name one balance in two legs (a payment and its fee)');
 invariants('after random transfers');
 
 #

@@ -131,8 +131,8 @@ our $TURNOVER_DIFF_SQL = q{
 our $LEGS_SQL = q{
 	SELECT l->>'account' AS account, l->>'currency' AS currency,
 	       l->>'side' AS side, (l->>'amount')::numeric AS amount,
-	       e.position, e.data->>'transfer_id' AS transfer_id
-	  FROM ledger.events e, jsonb_array_elements(e.data->'legs') AS l
+	       e.position, e.data->>'transfer_id' AS transfer_id, n - 1 AS leg
+	  FROM ledger.events e, jsonb_array_elements(e.data->'legs') WITH ORDINALITY AS x(l, n)
 	 WHERE e.type = 'TransferPosted'};
 
 # wait_for($what, $deadline_seconds, sub { ... return true when done })
@@ -229,7 +229,7 @@ sub check_ledger_invariants
 		SELECT count(*)
 		  FROM legs FULL JOIN ledger.account_entries ae
 		    ON ae.account = legs.account AND ae.currency = legs.currency
-		   AND ae.position = legs.position
+		   AND ae.position = legs.position AND ae.leg = legs.leg
 		 WHERE ae.account IS NULL OR legs.account IS NULL
 		    OR ae.side <> legs.side OR ae.amount <> legs.amount
 		    OR ae.transfer_id <> legs.transfer_id}),
