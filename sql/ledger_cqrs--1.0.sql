@@ -573,6 +573,16 @@ $$;
 REVOKE ALL ON FUNCTION ledger.balance_at(text, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ledger.balance_at(text, text, timestamptz) FROM PUBLIC;
 
+-- An untyped literal, balance_at('alice', 'USD', '2026-01-31'), would be
+-- ambiguous between the two forms above (42725); this form takes it, as a
+-- time.  It runs with the caller's rights and calls the timestamptz form,
+-- whose EXECUTE privilege it therefore needs: granting it adds no right.
+CREATE FUNCTION ledger.balance_at(account text, currency text, as_of text)
+    RETURNS numeric
+    LANGUAGE sql STABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT ledger.balance_at($1, $2, $3::pg_catalog.timestamptz) $$;
+
 -- Stream snapshots, for users' own aggregates.
 CREATE TABLE ledger.stream_snapshots (
     stream   text        COLLATE "C" NOT NULL,

@@ -54,6 +54,15 @@ SELECT ledger.balance_at('alice', 'USD', '2000-01-01'::timestamptz) AS before_fi
        ledger.balance_at('nobody', 'USD', now()) AS unknown_account,
        ledger.balance_at('alice', 'GBP', now()) AS unknown_currency,
        ledger.balance_at('alice', 'USD', 0::bigint) AS at_position_0;
+-- an untyped literal is a time (the text form); an integer, a position; a
+-- text that is no time raises 22007
+SELECT ledger.balance_at('alice', 'USD', :'between_batches') =
+       ledger.balance_at('alice', 'USD', :'between_batches'::timestamptz) AS untyped_is_time,
+       ledger.balance_at('alice', 'USD', '2000-01-01') AS untyped_before_first,
+       ledger.balance_at('alice', 'USD', 5) = ledger.balance_at('alice', 'USD', 5::bigint) AS integer_is_position,
+       ledger.balance_at('alice', 'USD', NULL) IS NULL AS untyped_null;
+SELECT ledger.balance_at('alice', 'USD', 'yesterday-ish');
+\echo :LAST_ERROR_SQLSTATE
 -- at every posting's append time
 SELECT bool_and(ledger.balance_at(account, currency, recorded_at) = balance_after) AS at_every_time
   FROM ledger.account_entries;
