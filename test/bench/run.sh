@@ -282,10 +282,12 @@ section_transfer() {
     CHECK_COUNT[plpgsql.sql]="SELECT count(*) FROM bench.pl_events WHERE position > :mark"
     CHECK_MARK[plpgsql_checked.sql]=${CHECK_MARK[plpgsql.sql]}
     CHECK_COUNT[plpgsql_checked.sql]=${CHECK_COUNT[plpgsql.sql]}
+    CHECK_MARK[sql_transfer.sql]=${CHECK_MARK[plpgsql.sql]}
+    CHECK_COUNT[sql_transfer.sql]=${CHECK_COUNT[plpgsql.sql]}
 
     TRANSFER_CELLS=0
     run_matrix transfer bare:bare_transfer.sql transfer:transfer.sql hot:hot.sql plpgsql:plpgsql.sql \
-        plpgsql_checked:plpgsql_checked.sql
+        plpgsql_checked:plpgsql_checked.sql sql:sql_transfer.sql
     check_transfer_models
     print_table transfer
 }
@@ -346,18 +348,25 @@ transfer_target() {
 
 table_extra_transfer() {
     local clients sync
-    echo "| clients | sync_commit | transfer/bare | transfer/plpgsql | hot/transfer | bare/plpgsql | transfer/plpgsql_checked |"
-    echo "|---:|---|---:|---:|---:|---:|---:|"
+    echo "| clients | sync_commit | transfer/bare | transfer/plpgsql | hot/transfer | bare/plpgsql | transfer/plpgsql_checked | sql/bare | transfer/sql |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     for clients in $BENCH_CLIENTS; do
         for sync in $BENCH_SYNC; do
-            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$clients" "$sync" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$clients" "$sync" \
                 "$(transfer_ratio transfer bare "$clients" "$sync")" \
                 "$(transfer_ratio transfer plpgsql "$clients" "$sync")" \
                 "$(transfer_ratio hot transfer "$clients" "$sync")" \
                 "$(transfer_ratio bare plpgsql "$clients" "$sync")" \
-                "$(transfer_ratio transfer plpgsql_checked "$clients" "$sync")"
+                "$(transfer_ratio transfer plpgsql_checked "$clients" "$sync")" \
+                "$(transfer_ratio sql bare "$clients" "$sync")" \
+                "$(transfer_ratio transfer sql "$clients" "$sync")"
         done
     done
+    echo
+    echo "sql is the same writes as plpgsql sent by the client as separate"
+    echo "statements in one transaction (sql_transfer.sql), a round trip each:"
+    echo "the hand-written SQL transfer whose ratio to the bare INSERT the issue"
+    echo "quotes (about 0.23x); for context only."
     echo
     echo "plpgsql is the issue's baseline: the writes only (an event row, two"
     echo "balance upserts, two entries), no checks.  plpgsql_checked adds, by hand,"
