@@ -577,9 +577,10 @@ REVOKE ALL ON FUNCTION ledger.balance_at(text, text, timestamptz) FROM PUBLIC;
 -- ambiguous between the two forms above (42725); this form takes it, as a
 -- time.  It runs with the caller's rights and calls the timestamptz form,
 -- whose EXECUTE privilege it therefore needs: granting it adds no right.
+-- (Not STRICT, so that a NULL goes through that check too.)
 CREATE FUNCTION ledger.balance_at(account text, currency text, as_of text)
     RETURNS numeric
-    LANGUAGE sql STABLE STRICT
+    LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
     AS $$ SELECT ledger.balance_at($1, $2, $3::pg_catalog.timestamptz) $$;
 

@@ -173,6 +173,7 @@ SELECT call, pg_temp.sqlstate_of(call) AS sqlstate FROM (VALUES
     ('SELECT ledger.balance_at(''alice'', ''USD'', 100::bigint)'),
     ('SELECT ledger.balance_at(''alice'', ''USD'', now())'),
     ('SELECT ledger.balance_at(''alice'', ''USD'', ''2026-01-31'')'),
+    ('SELECT ledger.balance_at(''alice'', ''USD'', NULL)'),
     ('SELECT ledger.start_projector()'),
     ('SELECT ledger.stop_projector()'),
     ('CALL ledger.wait_for_projection(''regress_priv_async'')'),

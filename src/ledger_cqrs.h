@@ -49,6 +49,7 @@
 #define LEDGER_LOCK_PROJECTOR	0x4C04	/* held for life by a database's projector */
 #define LEDGER_LOCK_REBUILD		0x4C05	/* held by rebuild_projection: state 'rebuilding' */
 #define LEDGER_LOCK_STOPPING	0x4C06	/* held by stop_projector() until it commits */
+#define LEDGER_LOCK_STARTING	0x4C07	/* held by an appender that will start a projector */
 
 /* OIDs of the extension's relations, looked up once per backend. */
 typedef struct LedgerCatalog

@@ -39,6 +39,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -59,6 +60,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "ledger_cqrs.h"
@@ -116,7 +118,7 @@ projector_inval_callback(Datum arg, Oid relid)
 }
 
 /* start the projector check_projector asked for; at most once per naptime
- * after a failure, which the WARNING reports */
+ * after a failure, which the server log reports */
 static void
 start_projector_on_commit(void)
 {
@@ -127,6 +129,30 @@ start_projector_on_commit(void)
 	started = NULL;
 	start_failed_at = register_projector(start_as, true, &started) ? 0 : GetCurrentTimestamp();
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * may_start -- not while the projector we started last is still on its way
+ * to the lock, not within a naptime of a failed start, and not while a
+ * stop_projector() is uncommitted (its lock: a worker we started now would
+ * only wait for it, holding a worker slot).  Needs no transaction.
+ */
+static bool
+may_start(TimestampTz now)
+{
+	LOCKTAG		tag;
+	pid_t		pid;
+
+	if (started != NULL && GetBackgroundWorkerPid(started, &pid) != BGWH_STOPPED)
+		return false;
+	if (start_failed_at != 0 &&
+		!TimestampDifferenceExceeds(start_failed_at, now, ledger_projector_naptime))
+		return false;
+	projector_locktag(&tag, LEDGER_LOCK_STOPPING);
+	if (LockAcquire(&tag, ShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	LockRelease(&tag, ShareLock, true);
+	return true;
 }
 
 /*
@@ -152,7 +178,14 @@ worker_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLev
 			SetLatch(&proc->procLatch);
 		else
 		{
-			/* read ledger.projector and look for a projector next time */
+			/*
+			 * The projector we knew has gone, and this may be the last
+			 * append for a while (a pooled session, say): start one now.
+			 * Should another have taken over meanwhile, ours gives way.  And
+			 * read ledger.projector again next time.
+			 */
+			if (OidIsValid(start_as) && may_start(GetCurrentTimestamp()))
+				start_projector_on_commit();
 			cached_projector_pid = -1;
 			projector_live = false;
 		}
@@ -202,13 +235,8 @@ check_projector(void)
 {
 	LOCKTAG		tag;
 	LockAcquireResult res;
-	pid_t		pid;
 
 	if (!IsUnderPostmaster || RecoveryInProgress() || XactReadOnly)
-		return;
-	if (start_failed_at != 0 &&
-		!TimestampDifferenceExceeds(start_failed_at, GetCurrentTransactionStartTimestamp(),
-									ledger_projector_naptime))
 		return;
 	projector_locktag(&tag, LEDGER_LOCK_PROJECTOR);
 	res = LockAcquire(&tag, ExclusiveLock, true, true);
@@ -220,10 +248,34 @@ check_projector(void)
 		projector_live = true;
 		return;
 	}
-	if (started != NULL && GetBackgroundWorkerPid(started, &pid) != BGWH_STOPPED)
+	if (!may_start(GetCurrentTransactionStartTimestamp()))
 		return;
-	start_as = ledger_extension_owner();
+	/* of appenders that find none at once, one starts it (held to our end) */
+	projector_locktag(&tag, LEDGER_LOCK_STARTING);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return;
 	start_on_commit = true;
+}
+
+/*
+ * projector_role -- the role a projector connects as: the extension's
+ * owner, or the bootstrap superuser if the owner may not log in (a
+ * background worker's connection checks rolcanlogin; the preloaded
+ * projector connects as the bootstrap superuser too).
+ */
+static Oid
+projector_role(void)
+{
+	Oid			owner = ledger_extension_owner();
+	HeapTuple	tp = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	bool		canlogin = false;
+
+	if (HeapTupleIsValid(tp))
+	{
+		canlogin = ((Form_pg_authid) GETSTRUCT(tp))->rolcanlogin;
+		ReleaseSysCache(tp);
+	}
+	return canlogin ? owner : BOOTSTRAP_SUPERUSERID;
 }
 
 /*
@@ -239,6 +291,8 @@ ledger_note_async_work(void)
 	{
 		cached_projector_pid = read_projector_pid();
 		projector_live = false;
+		if (cached_projector_pid > 0)
+			start_as = projector_role();
 	}
 	/* once per transaction: wake_on_commit is still false at its first call */
 	if (!wake_on_commit && !projector_live && cached_projector_pid > 0)
@@ -575,7 +629,8 @@ register_projector(Oid role, bool on_demand, BackgroundWorkerHandle **handle)
 
 	if (!RegisterDynamicBackgroundWorker(&worker, handle))
 	{
-		ereport(WARNING,
+		/* an appender's start is its own business: the server log's */
+		ereport(on_demand ? LOG_SERVER_ONLY : WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the ledger_cqrs projector"),
 				 errhint("Raise max_worker_processes, or drive projections with ledger.catch_up() or CALL ledger.wait_for_projection().")));
@@ -600,7 +655,7 @@ start_and_wait(void)
 	if (holder != 0)
 		return holder;
 
-	if (!register_projector(GetUserId(), false, &handle))
+	if (!register_projector(projector_role(), false, &handle))
 		return 0;
 	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
 	{
@@ -625,7 +680,10 @@ start_and_wait(void)
 			/* ours lost the race: the winner must hold the lock by now */
 			if ((holder = projector_lock_holder()) != 0)
 				return holder;
-			break;
+			ereport(WARNING,
+					(errmsg("the ledger_cqrs projector exited before it took over"),
+					 errhint("The server log says why.")));
+			return 0;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
 						 PG_WAIT_EXTENSION);

@@ -13,9 +13,12 @@
 #    next append brings the projector back and it finishes the fill.
 # 3. After stop_projector(), appends start no projector, before or after a
 #    restart, and the projection lags until start_projector().
-# 4. A projector that an append starts while stop_projector() is still
-#    uncommitted waits for it: it exits if that commits, and stays if it
-#    rolls back.
+# 4. While stop_projector() is uncommitted, appends start no projector
+#    (none waits for it, holding a worker slot); after its ROLLBACK the next
+#    append starts one.
+# 5. A session that has seen the projector and whose projector then dies
+#    starts a new one with its very next append (a pooled connection).
+# 6. An extension owned by a NOLOGIN role still gets a projector.
 
 use strict;
 use warnings;
@@ -142,39 +145,77 @@ ok(caught_up('follow'), 'and the lag closes');
 is(q1("SELECT ledger.verify_projection('follow')"), 't', 'follow verifies');
 
 #
-# 4. an append racing stop_projector: it finds the projector gone and the
-#    row still there (stop_projector has not committed), and starts one,
-#    which waits for stop_projector's transaction before it decides
+# 4. appends while a stop_projector() is uncommitted start no projector
+#    (each would only wait for the stop, holding a worker slot); after a
+#    COMMIT none runs, after a ROLLBACK the next append starts one
 #
+my $waiting = q{SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'ledger_cqrs projector' AND wait_event_type = 'Lock'};
 for my $end ('COMMIT', 'ROLLBACK')
 {
 	$node->poll_query_until('postgres', $one_recorded) or die 'no projector to stop';
 	my $stopper = $node->background_psql('postgres');
 	$stopper->query_safe('BEGIN');
 	is($stopper->query_safe('SELECT ledger.stop_projector()'), 't', "$end: stop_projector, not committed");
-	q1(q{SELECT ledger.append('race', 'Raced', '{}')});
-	ok( $node->poll_query_until('postgres',
-			qq{SELECT count(*) = 1 FROM pg_stat_activity
-			    WHERE backend_type = 'ledger_cqrs projector' AND wait_event_type = 'Lock'}),
-		"$end: the append started a projector, which waits for stop_projector's transaction");
-	my $log_offset = -s $node->logfile;
+	# five sessions, each appending once: each finds the projector gone and
+	# its row still there
+	q1(qq{SELECT ledger.append('race', 'Raced', '{}')}) for 1 .. 5;
+	usleep(1_000_000);
+	is(q1($running) . '/' . q1($waiting), '0/0',
+		"$end: appends during the stop start no projector, and none waits for the stop");
 	$stopper->query_safe($end);
 	$stopper->quit;
 	if ($end eq 'COMMIT')
 	{
-		$node->wait_for_log(qr/stop_projector\(\) was called in this database; exiting/, $log_offset);
-		ok($node->poll_query_until('postgres', "SELECT ($running) = 0"),
-			'COMMIT: it exits, and no projector runs');
-		is(q1('SELECT count(*) FROM ledger.projector'), 0, 'COMMIT: ledger.projector stays empty');
+		usleep(500_000);
+		is(q1($running) . '/' . q1('SELECT count(*) FROM ledger.projector'), '0/0',
+			'COMMIT: no projector runs, and ledger.projector stays empty');
 		q1('SELECT ledger.start_projector()');
 	}
 	else
 	{
+		is(q1('SELECT count(*) FROM ledger.projector'), 1, 'ROLLBACK: ledger.projector keeps its row');
+		q1(q{SELECT ledger.append('race', 'Raced', '{}')});
 		ok($node->poll_query_until('postgres', $one_recorded),
-			'ROLLBACK: it goes on as the projector and records its pid');
-		ok(caught_up('follow'), 'ROLLBACK: and applies the append');
+			'ROLLBACK: the next append starts a projector, which records its pid');
+		ok(caught_up('follow'), 'ROLLBACK: and it applies the appends');
 	}
 }
+
+#
+# 5. a pooled session: it has seen the projector, which then dies; its next
+#    append, the only one, brings it back (not just the one after)
+#
+{
+	my $pooled = $node->background_psql('postgres');
+	$pooled->query_safe(q{SELECT ledger.append('pool', 'Pooled', '{"n": 1}')});
+	ok(caught_up('follow'), 'pooled: the projector applies the first append');
+	my $old = q1($running_pid);
+	q1("SELECT pg_terminate_backend($old, 5000)");
+	is(q1($running), 0, 'pooled: the projector is gone');
+	$pooled->query_safe(q{SELECT ledger.append('pool', 'Pooled', '{"n": 2}')});
+	ok($node->poll_query_until('postgres', $one_recorded . " AND ($running_pid)::int <> $old"),
+		'pooled: its next append started a new projector, with no other append');
+	ok(caught_up('follow'), 'pooled: and the lag closed');
+	$pooled->quit;
+}
+
+#
+# 6. an extension owned by a NOLOGIN role: a background worker may not
+#    connect as it, so the projector connects as the bootstrap superuser
+#
+q1(q{CREATE ROLE regress_nologin_owner SUPERUSER NOLOGIN});
+q1(q{CREATE DATABASE nologin_db OWNER regress_nologin_owner});
+$node->safe_psql('nologin_db', q{SET ROLE regress_nologin_owner; CREATE EXTENSION ledger_cqrs;
+	SELECT ledger.create_projection('nl', 'SELECT stream, count(*) AS n FROM ledger.events GROUP BY stream', 'async')});
+my $nl_pid = $node->safe_psql('nologin_db', q{SELECT ledger.start_projector()});
+ok($nl_pid > 0, 'NOLOGIN owner: start_projector starts a projector');
+$node->safe_psql('nologin_db', q{SELECT ledger.append('nl', 'E', '{}') FROM generate_series(1, 3)});
+ok($node->poll_query_until('nologin_db',
+		q{SELECT state = 'live' AND lag_events = 0 FROM ledger.projection_status WHERE name = 'nl'}),
+	'NOLOGIN owner: it keeps the async projection caught up');
+is($node->safe_psql('nologin_db', q{SELECT n FROM nl WHERE stream = 'nl'}), 3, 'NOLOGIN owner: nl counts the appends');
+$node->safe_psql('nologin_db', q{SELECT ledger.stop_projector()});
 
 $node->stop;
 done_testing();
