@@ -98,6 +98,7 @@ typedef struct PostSlot
 {
 	LedgerLeg  *leg;
 	int			nlegs;			/* legs on this balance */
+	int			made;			/* its index before slots are sorted */
 	Numeric		add_debits;		/* their debits, NULL if none */
 	Numeric		add_credits;	/* their credits, NULL if none */
 	uint64		lockhash;
@@ -1099,7 +1100,8 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 
 		if (s == NULL)
 		{
-			s = &slots[nslots++];
+			s = &slots[nslots];
+			s->made = nslots++;
 			s->leg = &legs[i];
 			s->lockhash = ledger_balance_hash(legs[i].account, legs[i].currency);
 			/* only to decide on the account lock below: is this a new row? */
@@ -1111,14 +1113,22 @@ ledger_post(text *transfer_id, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 				ItemPointerSetInvalid(&s->hint);
 			}
 		}
+		leg_slot[i] = s->made;
 		s->nlegs++;
 		add = legs[i].debit ? &s->add_debits : &s->add_credits;
 		*add = *add ? numeric_add_(*add, legs[i].amount) : legs[i].amount;
 	}
 	UnregisterSnapshot(snap);
 	qsort(slots, nslots, sizeof(PostSlot), slot_cmp);
-	for (i = 0; i < nlegs; i++)
-		leg_slot[i] = find_slot(slots, nslots, &legs[i]) - slots;
+	/* each leg follows its slot to where the sort put it */
+	{
+		int		   *sorted_at = palloc(sizeof(int) * nslots);
+
+		for (i = 0; i < nslots; i++)
+			sorted_at[slots[i].made] = i;
+		for (i = 0; i < nlegs; i++)
+			leg_slot[i] = sorted_at[leg_slot[i]];
+	}
 
 	/*
 	 * Whatever the critical section below needs and can get now, it gets
