@@ -6,7 +6,8 @@
  *
  * ledger.start_projector() registers a dynamic worker for the current
  * database; with ledger_cqrs in shared_preload_libraries a static one runs
- * in the database named by ledger_cqrs.database.  The worker loops: one
+ * in the database named by ledger_cqrs.database, and every other database
+ * gets one from its appenders (below).  The worker loops: one
  * transaction calling ledger.catch_up(NULL, batch), again at once if that
  * applied anything, else it sleeps on its latch for at most
  * ledger_cqrs.projector_naptime.
@@ -24,7 +25,9 @@
  * Appenders also bring it back.  A row in ledger.projector says a projector
  * is wanted in this database (stop_projector() deletes it); after a server
  * restart, or once the projector has gone, an appender that finds nobody
- * holding the projector lock starts one when it commits.  A backend tests
+ * holding the projector lock starts one when it commits.  With the library
+ * preloaded a projector is wanted in every database until stop_projector()
+ * is called there, which leaves a row with pid 0 to say so.  A backend tests
  * the lock once per transaction until it has seen a projector hold it, and
  * again only after the pid it wakes turns out to be gone.
  *
@@ -40,6 +43,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -85,10 +89,14 @@ StaticAssertDecl(sizeof(ProjectorExtra) <= BGW_EXTRALEN, "ProjectorExtra must fi
 int			ledger_projector_naptime = 1000;	/* ms */
 char	   *ledger_projector_database = NULL;
 
+/* loaded by shared_preload_libraries (inherited by every backend) */
+static bool ledger_preloaded = false;
+
 /* backend-local: did this transaction append while projections follow?
  * (also set when it created a projection the projector must fill) */
 static bool wake_on_commit = false;
-static int	cached_projector_pid = -1;	/* -1: unknown, 0: none wanted */
+static int	cached_projector_pid = -1;	/* -1: unknown, 0: none recorded */
+static bool projector_wanted = false;	/* should one run here? (cached) */
 static bool projector_live = false; /* seen holding its lock since cached */
 static Oid	projector_relid = InvalidOid;
 
@@ -193,9 +201,12 @@ worker_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLev
 	start_on_commit = false;
 }
 
-/* the pid recorded in ledger.projector for this database, or 0 */
+/*
+ * the pid recorded in ledger.projector for this database, 0 if none (*found:
+ * whether there is a row; pid 0 in a row: stopped with the library preloaded)
+ */
 static int
-read_projector_pid(void)
+read_projector_pid(bool *found)
 {
 	Relation	rel;
 	TableScanDesc scan;
@@ -203,6 +214,7 @@ read_projector_pid(void)
 	Snapshot	snap;
 	int			pid = 0;
 
+	*found = false;
 	projector_relid = get_relname_relid("projector", ledger_catalog()->schema);
 	if (!OidIsValid(projector_relid))
 		return 0;
@@ -214,7 +226,10 @@ read_projector_pid(void)
 		bool		isnull;
 
 		if (DatumGetObjectId(heap_getattr(tup, 1, RelationGetDescr(rel), &isnull)) == MyDatabaseId)
+		{
 			pid = DatumGetInt32(heap_getattr(tup, 2, RelationGetDescr(rel), &isnull));
+			*found = true;
+		}
 	}
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
@@ -289,13 +304,17 @@ ledger_note_async_work(void)
 {
 	if (cached_projector_pid < 0)
 	{
-		cached_projector_pid = read_projector_pid();
+		bool		found;
+
+		cached_projector_pid = read_projector_pid(&found);
 		projector_live = false;
-		if (cached_projector_pid > 0)
+		/* preloaded, a database without a row wants one too */
+		projector_wanted = found ? cached_projector_pid > 0 : ledger_preloaded;
+		if (projector_wanted)
 			start_as = projector_role();
 	}
 	/* once per transaction: wake_on_commit is still false at its first call */
-	if (!wake_on_commit && !projector_live && cached_projector_pid > 0)
+	if (!wake_on_commit && !projector_live && projector_wanted)
 		check_projector();
 	wake_on_commit = true;
 }
@@ -316,7 +335,8 @@ ledger_worker_init(void)
 	RegisterResourceReleaseCallback(worker_release_callback, NULL);
 	CacheRegisterRelcacheCallback(projector_inval_callback, (Datum) 0);
 
-	if (process_shared_preload_libraries_in_progress)
+	ledger_preloaded = process_shared_preload_libraries_in_progress;
+	if (ledger_preloaded)
 	{
 		BackgroundWorker worker;
 
@@ -418,9 +438,10 @@ register_self(void)
 
 /*
  * still_wanted -- for a projector an appender started: is this database's
- * row in ledger.projector still there?  The appender decided on what it
- * saw; a stop_projector() that ran meanwhile holds the stopping lock until
- * it commits, so wait for that, then look (a new snapshot: READ COMMITTED).
+ * row in ledger.projector still there (or, preloaded, is there no row with
+ * pid 0)?  The appender decided on what it saw; a stop_projector() that ran
+ * meanwhile holds the stopping lock until it commits, so wait for that, then
+ * look (a new snapshot: READ COMMITTED).
  */
 static bool
 still_wanted(void)
@@ -433,10 +454,18 @@ still_wanted(void)
 	{
 		projector_locktag(&tag, LEDGER_LOCK_STOPPING);
 		(void) LockAcquire(&tag, ShareLock, false, false);
-		if (SPI_execute(psprintf("SELECT 1 FROM ledger.projector WHERE database OPERATOR(pg_catalog.=) %u::pg_catalog.oid",
+		if (SPI_execute(psprintf("SELECT pid OPERATOR(pg_catalog.<>) 0 FROM ledger.projector"
+								 " WHERE database OPERATOR(pg_catalog.=) %u::pg_catalog.oid",
 								 MyDatabaseId), false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read ledger.projector");
-		wanted = SPI_processed > 0;
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			wanted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		else
+			wanted = ledger_preloaded;
 	}
 	worker_xact_end();
 	return wanted;
@@ -464,6 +493,54 @@ take_projector_lock(void)
 		CHECK_FOR_INTERRUPTS();
 	}
 	return false;
+}
+
+/*
+ * database_going -- is a DROP DATABASE (or an ALTER DATABASE that renames or
+ * moves it) waiting for this database's connections to end?  It holds the
+ * database's lock while it waits, for up to 5 s.  Needs no transaction.
+ */
+static bool
+database_going(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	if (LockAcquire(&tag, AccessShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, AccessShareLock, true);
+	return false;
+}
+
+/*
+ * nap -- sleep until woken or for a naptime, looking at least once a second
+ * whether the database is being dropped: then give way, in time for the
+ * DROP DATABASE to find no connection left.
+ */
+static void
+nap(Oid dboid)
+{
+	int			slept;
+
+	for (slept = 0; slept < ledger_projector_naptime; slept += 1000)
+	{
+		int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								   Min(1000, ledger_projector_naptime - slept),
+								   PG_WAIT_EXTENSION);
+
+		ResetLatch(MyLatch);
+		if (rc & WL_LATCH_SET)
+			return;
+		CHECK_FOR_INTERRUPTS();
+		if (database_going())
+		{
+			ereport(LOG,
+					(errmsg("ledger_cqrs projector: database %u is being dropped, renamed or moved; exiting",
+							MyDatabaseId)));
+			/* the preloaded one is restarted, as when it gives way below */
+			proc_exit(OidIsValid(dboid) ? 0 : 1);
+		}
+	}
 }
 
 /*
@@ -549,9 +626,7 @@ ledger_projector_main(Datum main_arg)
 
 		if (applied > 0)
 			continue;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ledger_projector_naptime, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		nap(dboid);
 	}
 }
 
@@ -707,6 +782,8 @@ ledger_ensure_projector(void)
 	if (pid > 0)
 	{
 		cached_projector_pid = pid;
+		projector_wanted = true;
+		start_as = projector_role();
 		projector_live = true;
 		start_on_commit = false;
 	}
@@ -745,10 +822,17 @@ ledger_stop_projector(PG_FUNCTION_ARGS)
 	foreach(lc, pids)
 		(void) DirectFunctionCall2(pg_terminate_backend, Int32GetDatum(lfirst_int(lc)),
 								   Int64GetDatum(5000));
-	/* appenders stop waking a pid that is gone */
+	/*
+	 * Appenders stop waking a pid that is gone.  Preloaded, a database with
+	 * no row wants a projector, so a row with pid 0 says it was stopped.
+	 */
 	SPI_connect();
 	if (SPI_execute(psprintf("DELETE FROM ledger.projector WHERE database OPERATOR(pg_catalog.=) %u",
 							 MyDatabaseId), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not update ledger.projector");
+	if (ledger_preloaded &&
+		SPI_execute(psprintf("INSERT INTO ledger.projector VALUES (%u, 0, pg_catalog.now())",
+							 MyDatabaseId), false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not update ledger.projector");
 	SPI_finish();
 	CacheInvalidateRelcacheByRelid(get_relname_relid("projector", ledger_catalog()->schema));

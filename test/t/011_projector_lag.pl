@@ -15,6 +15,9 @@
 #    tried ten times.
 # 4. The same wake-up with the projector started by shared_preload_libraries
 #    in a server where the extension is created after the server started.
+# 5. The preloaded projector gives way to a started one and takes over.
+# 6. Preloaded, the other databases get a projector from their appends,
+#    stop_projector() has the last word there, and DROP DATABASE works.
 
 use strict;
 use warnings;
@@ -359,6 +362,57 @@ ok( $node2->poll_query_until('postgres',
 	'when the started one ends, the preloaded projector takes over');
 my (undef, $seen) = split /\|/, $node2->safe_psql('postgres', "CALL ping_latency('follow')");
 is($seen, 't', 'and keeps the async projection current');
+
+# 6. preloaded, every database gets a projector: not only ledger_cqrs.database.
+#    Its first append that feeds an async projection starts one there; a
+#    database without async projections gets none; stop_projector() has the
+#    last word until start_projector(); after a restart the first append
+#    brings it back; and a DROP DATABASE does not have to stop it first.
+my $projectors_in = sub {
+	return $q2->(qq{SELECT count(*) FROM pg_stat_activity
+	                 WHERE backend_type = 'ledger_cqrs projector' AND datname = '$_[0]'});
+};
+$q2->('CREATE DATABASE other');
+$q2->('CREATE DATABASE inline_only');
+my $qo = sub { return $node2->safe_psql('other', shift); };
+$qo->('CREATE EXTENSION ledger_cqrs');
+$qo->($ping);
+$qo->("SELECT ledger.create_projection('follow', \$q\$$q_follow\$q\$, 'async')");
+is($projectors_in->('other'), 0, 'other: no projector before an append');
+my ($o_secs, $o_seen) = split /\|/, $qo->("CALL ping_latency('follow')");
+is($o_seen, 't', 'other: the first append brings a projector that applies it');
+note sprintf('other: first append applied after %.0f ms (projector start included)', $o_secs * 1000);
+is($projectors_in->('other'), 1, 'other: exactly one projector runs there');
+is($qo->('SELECT pid = (SELECT pid FROM pg_stat_activity WHERE backend_type = \'ledger_cqrs projector\' AND datname = \'other\') FROM ledger.projector'),
+	't', 'other: ledger.projector names it');
+($o_secs, $o_seen) = split /\|/, $qo->("CALL ping_latency('follow')");
+cmp_ok($o_secs, '<', 1, 'other: later appends wake it (naptime is 10 s)');
+
+$node2->safe_psql('inline_only', q{CREATE EXTENSION ledger_cqrs;
+	SELECT ledger.create_projection('by_type', 'SELECT type, count(*) AS n FROM ledger.events GROUP BY type');
+	SELECT ledger.append('s', 'Seeded', '{}') FROM generate_series(1, 3)});
+is($projectors_in->('inline_only'), 0, 'a database with only inline projections gets no projector');
+
+is($qo->('SELECT ledger.stop_projector()'), 't', 'other: stop_projector stops it');
+is($qo->('SELECT pid FROM ledger.projector'), '0', 'other: and leaves a row with pid 0');
+$qo->(q{SELECT ledger.append('ping', 'Ping', '{}')});
+usleep(500_000);
+is($projectors_in->('other') . '/' . $qo->(q{SELECT lag_events FROM ledger.projection_status WHERE name = 'follow'}),
+	'0/1', 'other: after stop_projector, an append starts none and the projection lags');
+ok($qo->('SELECT ledger.start_projector()') > 0, 'other: start_projector starts it again');
+ok($node2->poll_query_until('other', q{SELECT lag_events = 0 FROM ledger.projection_status WHERE name = 'follow'}),
+	'other: and it catches up');
+
+$node2->restart;
+is($projectors_in->('other'), 0, 'other: no projector after a restart before an append');
+($o_secs, $o_seen) = split /\|/, $qo->("CALL ping_latency('follow')");
+is($o_seen, 't', 'other: the first append after the restart brings it back');
+is($qo->("SELECT ledger.verify_projection('follow')"), 't', 'other: follow verifies');
+
+$q2->('DROP DATABASE other');
+is($q2->(q{SELECT count(*) FROM pg_database WHERE datname = 'other'}), '0',
+	'DROP DATABASE succeeds while the database has a projector: it gives way');
+$q2->('DROP DATABASE inline_only');
 $node2->stop;
 
 done_testing();
