@@ -496,9 +496,11 @@ take_projector_lock(void)
 }
 
 /*
- * database_going -- is a DROP DATABASE (or an ALTER DATABASE that renames or
- * moves it) waiting for this database's connections to end?  It holds the
- * database's lock while it waits, for up to 5 s.  Needs no transaction.
+ * database_going -- is a command waiting for this database's connections to
+ * end?  DROP DATABASE, an ALTER DATABASE that renames or moves it, and a
+ * CREATE DATABASE that copies it lock the database against new connections
+ * (RowExclusiveLock, which a backend takes to connect) while they wait, for
+ * up to 5 s.  Needs no transaction.
  */
 static bool
 database_going(void)
@@ -506,16 +508,16 @@ database_going(void)
 	LOCKTAG		tag;
 
 	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
-	if (LockAcquire(&tag, AccessShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		return true;
-	LockRelease(&tag, AccessShareLock, true);
+	LockRelease(&tag, RowExclusiveLock, true);
 	return false;
 }
 
 /*
  * nap -- sleep until woken or for a naptime, looking at least once a second
- * whether the database is being dropped: then give way, in time for the
- * DROP DATABASE to find no connection left.
+ * whether the database is going (database_going): then give way, in time
+ * for the command to find no connection left.
  */
 static void
 nap(Oid dboid)
@@ -535,7 +537,7 @@ nap(Oid dboid)
 		if (database_going())
 		{
 			ereport(LOG,
-					(errmsg("ledger_cqrs projector: database %u is being dropped, renamed or moved; exiting",
+					(errmsg("ledger_cqrs projector: a command waits for the connections to database %u to end; exiting",
 							MyDatabaseId)));
 			/* the preloaded one is restarted, as when it gives way below */
 			proc_exit(OidIsValid(dboid) ? 0 : 1);

@@ -17,7 +17,8 @@
 #    in a server where the extension is created after the server started.
 # 5. The preloaded projector gives way to a started one and takes over.
 # 6. Preloaded, the other databases get a projector from their appends,
-#    stop_projector() has the last word there, and DROP DATABASE works.
+#    stop_projector() has the last word there, and DROP DATABASE and
+#    CREATE DATABASE ... TEMPLATE work while they run.
 
 use strict;
 use warnings;
@@ -409,9 +410,17 @@ is($projectors_in->('other'), 0, 'other: no projector after a restart before an 
 is($o_seen, 't', 'other: the first append after the restart brings it back');
 is($qo->("SELECT ledger.verify_projection('follow')"), 't', 'other: follow verifies');
 
+is($projectors_in->('other'), 1, 'other: its projector runs');
+$q2->('CREATE DATABASE other_copy TEMPLATE other');
+is($q2->(q{SELECT count(*) FROM pg_database WHERE datname = 'other_copy'}), '1',
+	'CREATE DATABASE ... TEMPLATE succeeds while the template has a projector: it gives way');
+$qo->(q{SELECT ledger.append('ping', 'Ping', '{}')});
+ok($node2->poll_query_until('other', q{SELECT lag_events = 0 FROM ledger.projection_status WHERE name = 'follow'}),
+	'other: the next append brings it back');
 $q2->('DROP DATABASE other');
 is($q2->(q{SELECT count(*) FROM pg_database WHERE datname = 'other'}), '0',
 	'DROP DATABASE succeeds while the database has a projector: it gives way');
+$q2->('DROP DATABASE other_copy');
 $q2->('DROP DATABASE inline_only');
 $node2->stop;
 
