@@ -126,6 +126,19 @@ my $q_async = q{SELECT stream, type, count(*) AS n, sum(version) AS version_sum,
        max(position) AS last_position
   FROM ledger.events GROUP BY stream, type};
 
+# The sampler starts before the projections exist, so that it watches each
+# fill from its first batch: a fill of this log takes well under a second,
+# and a sampler started after the checks below could see only its tail.
+my $t0 = time;
+my $sampled = '';
+my $sampler = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'), '-c',
+	  q{SELECT at_s, name, state, events_applied
+	      FROM sample_fill(ARRAY['fill_async', 'fill_inline'], '90 s')} ],
+	'>', \$sampled, '2>', "$tmp/sampler.err");
+wait_for('the sampler to start', 60,
+	sub { q1(q{SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%FROM sample_fill(%' AND pid <> pg_backend_pid()}) eq '1' });
+
 q1("SELECT ledger.create_projection('fill_inline', \$q\$$q_inline\$q\$, 'inline')");
 q1("SELECT ledger.create_projection('fill_async', \$q\$$q_async\$q\$, 'async')");
 
@@ -136,11 +149,9 @@ cmp_ok($total_i, '>', $loaded, "its fill_total ($total_i) counts the log at crea
 is(q1("SELECT state FROM ledger.projection_status WHERE name = 'fill_async'"),
 	'catching_up', 'async projection over the large log starts catching_up');
 
-# watch both fill until live, while pgbench keeps appending
-my $t0      = time;
-my @samples = map { [ split /\|/ ] } split /\n/,
-  q1(q{SELECT at_s, name, state, events_applied
-         FROM sample_fill(ARRAY['fill_async', 'fill_inline'], '90 s')});
+# both fills watched until live, while pgbench keeps appending
+$sampler->finish or die 'the sampler failed: ' . slurp_file("$tmp/sampler.err");
+my @samples = map { [ split /\|/ ] } split /\n/, $sampled;
 note sprintf('both projections live after %.1f s, %d samples', time - $t0, scalar @samples);
 
 for my $name ('fill_inline', 'fill_async')

@@ -42,8 +42,9 @@ SELECT ledger.append('s' || :s::int, CASE WHEN :k::int = 1 THEN 'Counted' ELSE '
 PGBENCH
 
 # A function that samples the registry: one row per named projection every
-# 10 ms until all are live or the timeout passes (read-only, so it holds
-# back no catch-up horizon).
+# 10 ms until all exist and are live, or the timeout passes (read-only, so
+# it holds back no catch-up horizon).  It may be started before the
+# projections are created.
 our $SAMPLE_FILL_SQL = q{
 CREATE FUNCTION sample_fill(p_names text[], p_timeout interval)
 RETURNS TABLE (at_s double precision, name text, state text, events_applied bigint)
@@ -52,17 +53,20 @@ DECLARE
     t0 timestamptz := clock_timestamp();
     r record;
     all_live boolean;
+    seen integer;
 BEGIN
     LOOP
         all_live := true;
+        seen := 0;
         FOR r IN SELECT p.name, p.state, p.events_applied FROM ledger.projections p
                   WHERE p.name = ANY (p_names) ORDER BY p.name LOOP
             at_s := extract(epoch FROM clock_timestamp() - t0);
             name := r.name; state := r.state; events_applied := r.events_applied;
             RETURN NEXT;
             all_live := all_live AND r.state = 'live';
+            seen := seen + 1;
         END LOOP;
-        EXIT WHEN all_live OR clock_timestamp() - t0 > p_timeout;
+        EXIT WHEN (all_live AND seen = cardinality(p_names)) OR clock_timestamp() - t0 > p_timeout;
         PERFORM pg_sleep(0.01);
     END LOOP;
 END
